@@ -1,0 +1,23 @@
+# The two commands of the README:  `make serve`  and  `make test`.
+# Both create the virtualenv on first use, so a fresh machine needs only python3 (and,
+# for the end-to-end tests, Go: they build a real Kubernetes control plane once into
+# ~/.cache/gpu-rightsizer).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+PYTEST_ARGS ?=
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: install serve test
+install: $(VENV)/.installed
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/gpu-rightsizer serve $(ARGS)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,103 @@
+"""The pod annotations gpu-rightsizer reads and writes, and their parsers.
+
+Every parser raises :class:`InvalidAnnotation`, which names the annotation, the value
+(quoted and shortened, so a pod author cannot forge log lines or inflate responses with
+it) and what is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from decimal import Decimal, InvalidOperation
+
+from kubernetes.utils.quantity import parse_quantity
+
+PREFIX = "gpu-rightsizer.io/"
+
+MODEL_SIZE = PREFIX + "model-size"
+PRECISION = PREFIX + "precision"
+GPU_MEMORY = PREFIX + "gpu-memory"
+PROFILE = PREFIX + "profile"
+WORKLOAD_CLASS = PREFIX + "workload-class"
+SKIP = PREFIX + "skip"
+
+ASSIGNED_PROFILE = PREFIX + "assigned-profile"
+DECISION = PREFIX + "decision"
+
+# Annotations that say how big the pod's GPU need is; without any of them we cannot size.
+SIZING_ANNOTATIONS = (PROFILE, GPU_MEMORY, MODEL_SIZE)
+
+BYTES_PER_PARAM = {
+    "fp32": 4.0,
+    "fp16": 2.0,
+    "bf16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int4": 0.5,
+}
+
+_MAX_SHOWN = 64
+_SUFFIXES = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+_MODEL_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([kmbtKMBT]?)\s*$")
+# Larger than any model that exists by orders of magnitude; past this the figure is a typo.
+_MAX_PARAMS = 1e15
+# 1 PiB: no GPU has it; keeps float arithmetic exact enough and rejects 1e309.
+_MAX_MEMORY_BYTES = 2**50
+
+
+class InvalidAnnotation(ValueError):
+    def __init__(self, annotation: str, value: object, accepted: str):
+        self.annotation = annotation
+        self.value = value
+        self.accepted = accepted
+        super().__init__(
+            f"annotation {annotation}={quote_value(value)} is invalid: expected {accepted}"
+        )
+
+
+def quote_value(value: object, limit: int = _MAX_SHOWN) -> str:
+    """A user-supplied value made safe to print: JSON-quoted (control characters and
+    newlines escaped, non-ASCII as \\u escapes) and cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return json.dumps(text, ensure_ascii=True)
+
+
+def parse_model_size(value: str) -> float:
+    """`7b`, `13B`, `1.5b`, `350m`, `560000000` -> parameter count."""
+    match = _MODEL_SIZE.match(value) if isinstance(value, str) else None
+    accepted = "a parameter count: a decimal number with an optional suffix k, m, b or t (7b, 13B, 1.5b, 350m, 560000000)"
+    if not match:
+        raise InvalidAnnotation(MODEL_SIZE, value, accepted)
+    params = float(match.group(1)) * _SUFFIXES[match.group(2).lower()]
+    if not (0 < params <= _MAX_PARAMS) or not math.isfinite(params):
+        raise InvalidAnnotation(MODEL_SIZE, value, accepted + ", greater than 0 and at most 1000t")
+    return params
+
+
+def parse_precision(value: str) -> str:
+    key = value.strip().lower() if isinstance(value, str) else None
+    if key not in BYTES_PER_PARAM:
+        raise InvalidAnnotation(PRECISION, value, "one of " + ", ".join(BYTES_PER_PARAM))
+    return key
+
+
+def parse_memory_bytes(value: str, annotation: str = GPU_MEMORY) -> float:
+    """A Kubernetes quantity (`18Gi`, `20G`, `512Mi`) -> bytes, positive and finite."""
+    accepted = "a Kubernetes quantity greater than 0 and below 1Pi, such as 18Gi, 20G or 512Mi"
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidAnnotation(annotation, value, accepted)
+    try:
+        amount = parse_quantity(value.strip())
+    except (ValueError, InvalidOperation, TypeError):
+        raise InvalidAnnotation(annotation, value, accepted) from None
+    if not amount.is_finite() or amount <= 0 or amount >= Decimal(_MAX_MEMORY_BYTES):
+        raise InvalidAnnotation(annotation, value, accepted)
+    return float(amount)
+
+
+def parse_skip(value: object) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "true"

@@ -1,0 +1,88 @@
+"""The Flask app: a thin HTTP adapter around ``webhook.admission.admit``.
+
+Transport concerns only: content type, body limit, JSON in and out, status codes. Every
+answer is JSON; a bad request gets a 4xx naming what is wrong, never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import orjson
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from webhook import review as rv
+from webhook.admission import admit
+from webhook.policy import Policy, resolve_policy
+
+log = logging.getLogger("gpu_rightsizer")
+
+
+class PolicyHolder:
+    """The policy in force; swapped whole (one reference assignment) on reload, so a
+    request always sees one complete policy."""
+
+    def __init__(self, path: str | None, policy: Policy | None = None):
+        self.path = path
+        self._policy = policy or resolve_policy(path)
+        self._lock = threading.Lock()
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def replace(self, policy: Policy) -> None:
+        with self._lock:
+            self._policy = policy
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"error": message, "code": status}, status)
+
+
+def create_app(holder: PolicyHolder | None = None) -> Flask:
+    holder = holder or PolicyHolder(None)
+    app = Flask("gpu_rightsizer")
+    app.config["MAX_CONTENT_LENGTH"] = rv.MAX_BODY_BYTES
+    app.extensions["gpu_rightsizer.policy"] = holder
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        if request.mimetype != "application/json":
+            return _error(415, f"Content-Type must be application/json, not {request.mimetype[:64]!r}")
+        if request.content_length is not None and request.content_length > rv.MAX_BODY_BYTES:
+            return _error(413, f"body of {request.content_length} bytes is over the {rv.MAX_BODY_BYTES}-byte limit")
+        try:
+            review = rv.decode_review(request.get_data(cache=False))
+        except rv.RequestError as err:
+            return _error(err.status, str(err))
+        uid = review["request"]["uid"]
+        try:
+            outcome = admit(review, holder.policy)
+        except Exception:  # noqa: BLE001 - a bug must not block pod creation
+            # Fail open: the pod is admitted as it came (it is still a valid pod, just not
+            # right-sized); the traceback goes to the log and the error to the metrics.
+            log.exception("internal error deciding request %s; admitting unchanged", uid)
+            response = rv.allowed(uid, warnings=["internal error; pod admitted unchanged (see webhook logs)"])
+            return _json(rv.review_of(response))
+        return _json(rv.review_of(outcome.response))
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        return _json({"status": "ready", "policy": holder.policy.source})
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException) -> Response:
+        return _error(err.code or 400, err.description or err.name)
+
+    return app

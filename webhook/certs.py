@@ -1,0 +1,146 @@
+"""Certificates: a CA and a serving certificate signed by it, made with `cryptography`.
+
+The API server verifies the webhook's certificate against the caBundle of the
+webhook configuration, so we make a small CA (its certificate is the caBundle) and a
+serving certificate whose SANs cover every name the API server may dial.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_DAYS = 3650
+SERVING_DAYS = 365
+
+
+@dataclass(frozen=True)
+class CertPaths:
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+def service_dns_names(service: str, namespace: str) -> list[str]:
+    """The names the API server may use for a Service-backed webhook."""
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+    ]
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    # P-256: as strong as RSA-3072, and its handshakes are far cheaper, which matters
+    # when every pod create may pay one.
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _pem_key(key) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _san(names: list[str]) -> x509.SubjectAlternativeName:
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            entries.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            entries.append(x509.DNSName(name))
+    return x509.SubjectAlternativeName(entries)
+
+
+def make_ca(common_name: str = "gpu-rightsizer-ca", days: int = CA_DAYS):
+    key = _key()
+    now = dt.datetime.now(dt.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def make_serving_cert(ca_key, ca_cert, names: list[str], days: int = SERVING_DAYS):
+    key = _key()
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(_san(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_encipherment=False, key_cert_sign=False, crl_sign=False,
+                content_commitment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    # Write then rename, so a server watching the file never reads half of it.
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def write_ca_and_serving_cert(out_dir: str | Path, names: list[str]) -> CertPaths:
+    """Make a new CA and a serving certificate for ``names`` in ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = make_ca()
+    key, cert = make_serving_cert(ca_key, ca_cert, names)
+    paths = CertPaths(out / "ca.crt", out / "tls.crt", out / "tls.key")
+    _write(out / "ca.key", _pem_key(ca_key), private=True)
+    _write(paths.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+    _write(paths.key, _pem_key(key), private=True)
+    _write(paths.cert, cert.public_bytes(serialization.Encoding.PEM))
+    return paths
+
+
+def not_valid_after(cert_file: str | Path) -> dt.datetime:
+    cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    return cert.not_valid_after_utc

@@ -1,0 +1,50 @@
+"""The `gpu-rightsizer` command line: one sub-command per module in webhook.commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module; each module has `help`, `add_arguments(parser)` and `run(args) -> int`.
+# Modules are imported only when their command runs, so `gpu-rightsizer catalog` does not
+# pay for gunicorn or the planner.
+COMMANDS = {
+    "serve": "webhook.commands.serve",
+    "mutate": "webhook.commands.mutate",
+    "catalog": "webhook.commands.catalog",
+}
+
+HELP = {
+    "serve": "run the admission webhook (gunicorn, TLS)",
+    "mutate": "show what the webhook would do to a Pod or workload manifest",
+    "catalog": "print the built-in MIG profile catalog",
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="gpu-rightsizer", description="Right-size whole-GPU Kubernetes pods into NVIDIA MIG slices."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers = {}
+    for name in COMMANDS:
+        parsers[name] = sub.add_parser(name, help=HELP.get(name), description=HELP.get(name))
+    return parser, parsers
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser, parsers = build_parser()
+    # Only the chosen command's module is imported to add its arguments.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen in COMMANDS:
+        module = importlib.import_module(COMMANDS[chosen])
+        module.add_arguments(parsers[chosen])
+    args = parser.parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

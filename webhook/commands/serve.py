@@ -1,0 +1,76 @@
+"""`gpu-rightsizer serve`: the webhook under gunicorn, over TLS."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from gunicorn.app.base import BaseApplication
+
+from webhook import gunicorn_conf
+from webhook.certs import write_ca_and_serving_cert
+from webhook.commands.common import add_policy_argument, policy_or_exit
+
+
+def add_arguments(parser) -> None:
+    add_policy_argument(parser)
+    parser.add_argument("--cert-file", help="serving certificate (PEM); without it a self-signed one is made")
+    parser.add_argument("--key-file", help="private key of --cert-file (PEM)")
+    parser.add_argument("--cert-dir", default="certs", help="where a generated certificate goes (default: certs/)")
+    parser.add_argument("--host", default=os.environ.get("GPU_RIGHTSIZER_HOST", "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GPU_RIGHTSIZER_PORT", 8443)))
+    parser.add_argument("--workers", type=int, default=gunicorn_conf.workers)
+    parser.add_argument("--threads", type=int, default=gunicorn_conf.threads, help="threads per worker")
+
+
+class WebhookServer(BaseApplication):
+    def __init__(self, options: dict, policy_path: str | None):
+        self.options = options
+        self.policy_path = policy_path
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key in dir(gunicorn_conf):
+            if key in self.cfg.settings and not key.startswith("_"):
+                self.cfg.set(key, getattr(gunicorn_conf, key))
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from webhook.app import PolicyHolder, create_app
+
+        return create_app(PolicyHolder(self.policy_path))
+
+
+def _self_signed(cert_dir: str, host: str) -> tuple[str, str, str]:
+    names = ["localhost", "127.0.0.1", "::1"]
+    if host not in ("0.0.0.0", "::", *names):
+        names.insert(0, host)
+    paths = write_ca_and_serving_cert(cert_dir, names)
+    return str(paths.cert), str(paths.key), str(paths.ca_cert)
+
+
+def run(args) -> int:
+    # Fail before forking when the policy is invalid: the error names the bad field.
+    policy_or_exit(args.policy)
+    cert, key = args.cert_file, args.key_file
+    if bool(cert) != bool(key):
+        print("gpu-rightsizer: --cert-file and --key-file go together", file=sys.stderr)
+        return 2
+    if not cert:
+        cert, key, ca = _self_signed(args.cert_dir, args.host)
+        print(
+            f"gpu-rightsizer: no --cert-file given; made a self-signed CA and serving certificate "
+            f"in {Path(args.cert_dir).resolve()} (CA: {ca}, for localhost and 127.0.0.1)",
+            file=sys.stderr,
+        )
+    options = {
+        "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
+        "workers": args.workers,
+        "threads": args.threads,
+        "certfile": cert,
+        "keyfile": key,
+    }
+    WebhookServer(options, args.policy).run()
+    return 0

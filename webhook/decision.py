@@ -1,0 +1,273 @@
+"""The decision: what gpu-rightsizer does with one pod under one policy.
+
+``decide(pod, policy)`` is a pure function of the raw pod dict (as the API server sends
+it) and the compiled policy. The webhook, ``mutate``, ``plan`` and ``estimate`` all call
+it; nothing else sizes a pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from kubernetes.utils.quantity import parse_quantity
+
+from webhook import annotations as ann
+from webhook.catalog import MigProfile
+from webhook.policy import Policy, Pool, WorkloadClass
+from webhook.sizing import (
+    MemoryNeed,
+    choose_pool,
+    explicit_need,
+    format_gib,
+    largest_profile,
+    weights_need,
+)
+
+GPU_RESOURCE = "nvidia.com/gpu"
+MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
+CONTAINER_FIELDS = ("initContainers", "containers")
+
+Action = Literal["ignore", "unchanged", "deny", "rewrite", "whole-gpu"]
+
+
+class BadObject(ValueError):
+    """The pod itself is malformed (a field of the wrong type): not something a real API
+    server sends, and not something to guess about."""
+
+    def __init__(self, path: str, problem: str):
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass(frozen=True)
+class ContainerRef:
+    field: str  # "containers" or "initContainers"
+    index: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    # One line for the warning, the decision annotation or the denial message.
+    message: str = ""
+    pool: Pool | None = None
+    profile: MigProfile | None = None
+    need: MemoryNeed | None = None
+    workload_class: WorkloadClass | None = None
+    containers: tuple[ContainerRef, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def all_warnings(self) -> tuple[str, ...]:
+        """What kubectl shows: the decision's own line first, then per-container notes."""
+        if self.action in ("ignore", "deny"):
+            return ()
+        return ((self.message,) if self.message else ()) + self.warnings
+
+    @property
+    def assigned_profile(self) -> str | None:
+        if self.action == "rewrite":
+            return self.profile.name
+        if self.action == "whole-gpu":
+            return "whole-gpu"
+        return None
+
+
+def _mapping(value: object, path: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadObject(path, f"must be an object, not {type(value).__name__}")
+    return value
+
+
+def pod_annotations(pod: dict) -> dict:
+    metadata = _mapping(pod.get("metadata"), "metadata")
+    annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
+    for key, value in annotations.items():
+        if not isinstance(value, str):
+            raise BadObject(f"metadata.annotations[{key[:64]!r}]", "values must be strings")
+    return annotations
+
+
+def gpu_count(container: dict, path: str) -> tuple[str, Decimal | None] | None:
+    """The container's nvidia.com/gpu (limits win over requests) as (text, number), or
+    None when it asks for none. The number is None when the quantity does not parse."""
+    resources = _mapping(container.get("resources"), f"{path}.resources")
+    for part in ("limits", "requests"):
+        amounts = _mapping(resources.get(part), f"{path}.resources.{part}")
+        if GPU_RESOURCE in amounts:
+            raw = amounts[GPU_RESOURCE]
+            text = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else None
+            if text is None or len(text) > 32:
+                return (ann.quote_value(raw), None)
+            try:
+                number = parse_quantity(text)
+            except (ValueError, InvalidOperation, TypeError):
+                number = None
+            return (text, number if number is not None and number.is_finite() else None)
+    return None
+
+
+def gpu_containers(pod: dict) -> list[tuple[ContainerRef, str, Decimal | None]]:
+    spec = _mapping(pod.get("spec"), "spec")
+    found = []
+    for fld in CONTAINER_FIELDS:
+        containers = spec.get(fld) or []
+        if not isinstance(containers, list):
+            raise BadObject(f"spec.{fld}", "must be a list")
+        for i, container in enumerate(containers):
+            path = f"spec.{fld}[{i}]"
+            if not isinstance(container, dict):
+                raise BadObject(path, "must be an object")
+            count = gpu_count(container, path)
+            if count is not None:
+                name = container.get("name")
+                name = name if isinstance(name, str) else f"#{i}"
+                found.append((ContainerRef(fld, i, name), count[0], count[1]))
+    return found
+
+
+def _container_label(ref: ContainerRef) -> str:
+    kind = "init container" if ref.field == "initContainers" else "container"
+    return f"{kind} {ann.quote_value(ref.name, 63)}"
+
+
+def _workload_class(annotations: dict, policy: Policy) -> WorkloadClass | None:
+    name = annotations.get(ann.WORKLOAD_CLASS, policy.default_workload_class)
+    if name is None:
+        return None
+    found = policy.workload_classes.get(name)
+    if found is None:
+        raise ann.InvalidAnnotation(
+            ann.WORKLOAD_CLASS, name, "one of " + (", ".join(policy.workload_classes) or "(none: the policy defines no workload classes)")
+        )
+    return found
+
+
+def estimate_need(annotations: dict, policy: Policy) -> MemoryNeed | None:
+    """The memory need the sizing annotations state, or None when only `profile` (or
+    nothing) sizes the pod. Every given annotation is validated, even one a stronger
+    annotation overrides, so that a typo is never silently ignored."""
+    precision = policy.default_precision
+    if ann.PRECISION in annotations:
+        precision = ann.parse_precision(annotations[ann.PRECISION])
+    params = None
+    if ann.MODEL_SIZE in annotations:
+        params = ann.parse_model_size(annotations[ann.MODEL_SIZE])
+    explicit = None
+    if ann.GPU_MEMORY in annotations:
+        explicit = ann.parse_memory_bytes(annotations[ann.GPU_MEMORY])
+    if explicit is not None:
+        return explicit_need(explicit, annotations[ann.GPU_MEMORY].strip())
+    if params is not None:
+        return weights_need(params, precision, policy.overhead_factor)
+    return None
+
+
+def _explicit_profile(annotations: dict, policy: Policy) -> tuple[Pool, MigProfile] | None:
+    if ann.PROFILE not in annotations:
+        return None
+    name = annotations[ann.PROFILE].strip()
+    name = name.removeprefix(MIG_RESOURCE_PREFIX)
+    found = policy.pool_by_profile.get(name)
+    if found is None:
+        raise ann.InvalidAnnotation(
+            ann.PROFILE, annotations[ann.PROFILE], "a profile a pool offers: " + ", ".join(policy.pool_by_profile)
+        )
+    return found
+
+
+def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, refs) -> str:
+    names = ", ".join(_container_label(r) for r in refs)
+    if need is None:
+        why = f"profile {profile.name} requested by annotation {ann.PROFILE}"
+    else:
+        why = f"{need.explanation} fits {profile.name} ({format_gib(profile.memory_mib * 1024 * 1024)} usable)"
+    return (
+        f"{GPU_RESOURCE}: 1 -> {MIG_RESOURCE_PREFIX}{profile.name} on pool {pool.name} "
+        f"({pool.model.key}) for {names}: {why}"
+    )
+
+
+def decide(pod: dict, policy: Policy) -> Decision:
+    """What to do with ``pod`` (a raw Pod dict) under ``policy``. Raises BadObject only
+    for a malformed pod; invalid annotations become a deny or warning per the policy."""
+    annotations = pod_annotations(pod)
+    if ann.parse_skip(annotations.get(ann.SKIP)):
+        return Decision("ignore")
+    containers = gpu_containers(pod)
+    if not containers:
+        return Decision("ignore")
+
+    single = tuple(ref for ref, _, number in containers if number == 1)
+    warnings = tuple(
+        f"{_container_label(ref)} requests {GPU_RESOURCE}: {ann.quote_value(text, 32)}; only "
+        "exactly 1 is right-sized (a CUDA process sees one MIG device), so it keeps whole GPUs"
+        for ref, text, number in containers
+        if number != 1
+    )
+
+    try:
+        workload_class = _workload_class(annotations, policy)
+        need = estimate_need(annotations, policy)
+        explicit = _explicit_profile(annotations, policy)
+    except ann.InvalidAnnotation as err:
+        if policy.on_invalid_annotation == "deny":
+            return Decision("deny", message=str(err))
+        return Decision(
+            "unchanged", message=f"{err}; pod admitted unchanged (onInvalidAnnotation: ignore)", warnings=warnings
+        )
+
+    if not any(a in annotations for a in ann.SIZING_ANNOTATIONS):
+        hint = (
+            f"pod requests {GPU_RESOURCE} but has no sizing annotation; add "
+            f"{ann.MODEL_SIZE} (e.g. \"7b\"), {ann.GPU_MEMORY} (e.g. \"18Gi\") or "
+            f"{ann.PROFILE} to right-size it into a MIG slice"
+        )
+        return Decision("unchanged", message=hint, warnings=warnings)
+    if not single:
+        return Decision("unchanged", message="", warnings=warnings)
+
+    if explicit is not None:
+        pool, profile = explicit
+        return Decision(
+            "rewrite",
+            message=_rewrite_message(pool, profile, None, single),
+            pool=pool,
+            profile=profile,
+            need=need,
+            workload_class=workload_class,
+            containers=single,
+            warnings=warnings,
+        )
+
+    choice = choose_pool(need, policy.pools)
+    if choice is None:
+        pool, biggest = largest_profile(policy.pools)
+        reason = (
+            f"{need.explanation} exceeds the largest MIG profile of every pool "
+            f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * 1024 * 1024)})"
+        )
+        if policy.on_oversize == "deny":
+            return Decision("deny", message=f"{reason}; refused (onOversize: deny)", need=need)
+        return Decision(
+            "whole-gpu",
+            message=f"{reason}; keeping the whole-GPU request (onOversize: whole-gpu)",
+            need=need,
+            containers=single,
+            warnings=warnings,
+        )
+    return Decision(
+        "rewrite",
+        message=_rewrite_message(choice.pool, choice.profile, need, single),
+        pool=choice.pool,
+        profile=choice.profile,
+        need=need,
+        workload_class=workload_class,
+        containers=single,
+        warnings=warnings,
+    )

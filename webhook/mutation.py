@@ -1,0 +1,157 @@
+"""The mutation: a decision applied to a pod, as pure functions on raw dicts.
+
+Nothing here mutates its input. Every function copies only what it changes and shares
+the rest by reference, so that ``webhook.patch.diff`` can skip untouched subtrees by
+identity and a 200 KB pod costs no more than a small one.
+"""
+
+from __future__ import annotations
+
+from webhook import annotations as ann
+from webhook.decision import GPU_RESOURCE, MIG_RESOURCE_PREFIX, ContainerRef, Decision
+from webhook.policy import Policy, WorkloadClass
+
+
+def rename_gpu_resource(container: dict, new_key: str) -> dict:
+    """nvidia.com/gpu -> ``new_key`` (value 1) in limits and requests, wherever it was."""
+    resources = dict(container.get("resources") or {})
+    for part in ("limits", "requests"):
+        amounts = resources.get(part)
+        if amounts and GPU_RESOURCE in amounts:
+            renamed = {k: v for k, v in amounts.items() if k != GPU_RESOURCE}
+            renamed[new_key] = "1"
+            resources[part] = renamed
+    return {**container, "resources": resources}
+
+
+def _has_content(term: object) -> bool:
+    return isinstance(term, dict) and bool(term.get("matchExpressions") or term.get("matchFields"))
+
+
+def merge_required_node_affinity(affinity: dict | None, requirements: list[dict]) -> dict | None:
+    """AND ``requirements`` into every required nodeSelectorTerm.
+
+    Kubernetes ORs the terms, so a new term of our own would let the pod schedule on any
+    node matching it alone; adding our expressions to each term keeps every alternative
+    the pod had while requiring ours in all of them. An empty term matches no node, and
+    AND-ing into it must keep it matching none, so it is left as it is.
+    """
+    if not requirements:
+        return affinity
+    affinity = dict(affinity or {})
+    node_affinity = dict(affinity.get("nodeAffinity") or {})
+    required = dict(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        merged = [{"matchExpressions": [dict(r) for r in requirements]}]
+    else:
+        merged = [_and_into_term(t, requirements) if _has_content(t) else t for t in terms]
+    required["nodeSelectorTerms"] = merged
+    node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = required
+    affinity["nodeAffinity"] = node_affinity
+    return affinity
+
+
+def _and_into_term(term: dict, requirements: list[dict]) -> dict:
+    expressions = list(term.get("matchExpressions") or [])
+    for req in requirements:
+        if req not in expressions:
+            expressions.append(dict(req))
+    return {**term, "matchExpressions": expressions}
+
+
+def tolerates(existing: dict, wanted: dict) -> bool:
+    """Whether ``existing`` already tolerates every taint ``wanted`` tolerates."""
+    if not isinstance(existing, dict):
+        return False
+    e_key, w_key = existing.get("key", ""), wanted.get("key", "")
+    e_op = existing.get("operator") or "Equal"
+    w_op = wanted.get("operator") or "Equal"
+    if e_key and e_key != w_key:
+        return False
+    if not e_key and e_op != "Exists":
+        return False
+    e_effect = existing.get("effect", "")
+    if e_effect and e_effect != wanted.get("effect", ""):
+        return False
+    if e_op == "Exists":
+        # A bounded NoExecute toleration does not cover an unbounded one.
+        return existing.get("tolerationSeconds") in (None, wanted.get("tolerationSeconds"))
+    return (
+        w_op == "Equal"
+        and existing.get("value", "") == wanted.get("value", "")
+        and existing.get("tolerationSeconds") == wanted.get("tolerationSeconds")
+    )
+
+
+def merge_tolerations(existing: list | None, wanted) -> list:
+    merged = list(existing or [])
+    for tol in wanted:
+        if not any(tolerates(e, tol) for e in merged):
+            merged.append(dict(tol))
+    return merged
+
+
+def apply_priority_class(spec: dict, workload_class: WorkloadClass | None, override: bool) -> dict:
+    """Set priorityClassName from the workload class, keeping the API server's Priority
+    plugin content: it refuses a pod whose spec.priority or preemptionPolicy differ from
+    what the class gives, so those are written from the policy when it knows them and
+    removed (for the plugin to recompute) when it does not."""
+    if workload_class is None or not workload_class.priority_class_name:
+        return spec
+    current = spec.get("priorityClassName")
+    if current and (not override or current == workload_class.priority_class_name):
+        return spec
+    spec = {**spec, "priorityClassName": workload_class.priority_class_name}
+    if workload_class.priority is not None:
+        spec["priority"] = workload_class.priority
+    else:
+        spec.pop("priority", None)
+    if workload_class.preemption_policy is not None:
+        spec["preemptionPolicy"] = workload_class.preemption_policy
+    else:
+        spec.pop("preemptionPolicy", None)
+    return spec
+
+
+def _with_containers(spec: dict, refs: tuple[ContainerRef, ...], new_key: str) -> dict:
+    spec = dict(spec)
+    for fld in {r.field for r in refs}:
+        containers = list(spec[fld])
+        for ref in refs:
+            if ref.field == fld:
+                containers[ref.index] = rename_gpu_resource(containers[ref.index], new_key)
+        spec[fld] = containers
+    return spec
+
+
+def node_requirements(decision: Decision, policy: Policy) -> list[dict]:
+    required = [dict(r) for r in policy.node_affinity]
+    required += [{"key": k, "operator": "In", "values": [v]} for k, v in decision.pool.node_selector]
+    return required
+
+
+def _annotate(metadata: dict, decision: Decision) -> dict:
+    annotations = dict(metadata.get("annotations") or {})
+    annotations[ann.ASSIGNED_PROFILE] = decision.assigned_profile
+    annotations[ann.DECISION] = decision.message
+    return {**metadata, "annotations": annotations}
+
+
+def mutate_pod(pod: dict, decision: Decision, policy: Policy) -> dict:
+    """The pod as ``decision`` leaves it; ``pod`` itself is not modified."""
+    if decision.action not in ("rewrite", "whole-gpu"):
+        return pod
+    mutated = {**pod, "metadata": _annotate(pod.get("metadata") or {}, decision)}
+    if decision.action == "whole-gpu":
+        return mutated
+    spec = _with_containers(pod["spec"], decision.containers, MIG_RESOURCE_PREFIX + decision.profile.name)
+    affinity = merge_required_node_affinity(spec.get("affinity"), node_requirements(decision, policy))
+    if affinity is not None:
+        spec["affinity"] = affinity
+    wanted = policy.tolerations + (decision.workload_class.tolerations if decision.workload_class else ())
+    if wanted:
+        spec["tolerations"] = merge_tolerations(spec.get("tolerations"), wanted)
+    spec = apply_priority_class(spec, decision.workload_class, policy.override_priority_class)
+    mutated["spec"] = spec
+    return mutated

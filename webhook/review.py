@@ -1,0 +1,104 @@
+"""Decoding an AdmissionReview request, and the response constructors.
+
+Two kinds of failure are kept apart (as kopf does): a bad *request* (not JSON, not an
+admission.k8s.io/v1 AdmissionReview, no uid) is answered with HTTP 4xx, because there is
+no review to answer; a bad *object* inside a good request is answered with a
+well-formed AdmissionReview that refuses it (HTTP 200, allowed: false, status.code 400).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import orjson
+
+from webhook.kube_types import (
+    ADMISSION_API_VERSION,
+    ADMISSION_KIND,
+    AdmissionRequest,
+    AdmissionResponse,
+    AdmissionReview,
+)
+
+# Kubernetes stores at most 1.5 MiB per object; a review carries the object (and, on
+# UPDATE, the old one) plus a little envelope, so 3 MiB bounds any real request.
+MAX_BODY_BYTES = 3 * 1024 * 1024
+_MAX_WARNING_CHARS = 250  # the API server may truncate warnings past 256 characters
+
+
+class RequestError(ValueError):
+    """The HTTP request is not an AdmissionReview we can answer."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        super().__init__(message)
+
+
+def _type_name(value: object) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+def decode_review(body: bytes) -> AdmissionReview:
+    """Parse and check the envelope; the object inside is checked by the decision."""
+    try:
+        review = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise RequestError(400, f"body is not valid JSON: {err}") from None
+    if not isinstance(review, dict):
+        raise RequestError(400, f"body must be a JSON object (an AdmissionReview), not a JSON {_type_name(review)}")
+    if review.get("apiVersion") != ADMISSION_API_VERSION or review.get("kind") != ADMISSION_KIND:
+        raise RequestError(
+            400,
+            f"apiVersion/kind must be {ADMISSION_API_VERSION}/{ADMISSION_KIND}, "
+            f"got {str(review.get('apiVersion'))[:64]!r}/{str(review.get('kind'))[:64]!r}",
+        )
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise RequestError(400, f"request must be an object, not {_type_name(request)}")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid or len(uid) > 128:
+        raise RequestError(400, "request.uid must be a non-empty string of at most 128 characters")
+    for name, kind in (("kind", dict), ("operation", str), ("dryRun", bool), ("namespace", str)):
+        if name in request and request[name] is not None and not isinstance(request[name], kind):
+            raise RequestError(400, f"request.{name} must be a {_type_name(kind())}, not {_type_name(request[name])}")
+    return review
+
+
+def is_pod_create(request: AdmissionRequest) -> bool:
+    kind = request.get("kind") or {}
+    return (
+        request.get("operation") == "CREATE"
+        and kind.get("group", "") == ""
+        and kind.get("kind") == "Pod"
+        and not request.get("subResource")
+    )
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_WARNING_CHARS else text[: _MAX_WARNING_CHARS - 3] + "..."
+
+
+def allowed(uid: str, patch: list[dict] | None = None, warnings=()) -> AdmissionResponse:
+    response: AdmissionResponse = {"uid": uid, "allowed": True}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode("ascii")
+    if warnings:
+        response["warnings"] = [_one_line("gpu-rightsizer: " + w) for w in warnings]
+    return response
+
+
+def denied(uid: str, message: str, code: int = 400) -> AdmissionResponse:
+    reason = "BadRequest" if code == 400 else "Forbidden"
+    return {
+        "uid": uid,
+        "allowed": False,
+        "status": {"code": code, "reason": reason, "message": "gpu-rightsizer: " + message},
+    }
+
+
+def review_of(response: AdmissionResponse) -> AdmissionReview:
+    return {"apiVersion": ADMISSION_API_VERSION, "kind": ADMISSION_KIND, "response": response}
