@@ -40,7 +40,11 @@ BYTES_PER_PARAM = {
 
 _MAX_SHOWN = 64
 _SUFFIXES = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
-_MODEL_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([kmbtKMBT]?)\s*$")
+# Matched against the stripped value, and only after a length check: the earlier pattern
+# had `\s*` on both sides of an optional suffix, which backtracks quadratically on a
+# long run of spaces (a 16 KB value took 1.7 s, a 1 MB one would hold a worker for hours).
+_MODEL_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([kmbtKMBT]?)")
+_MAX_NUMBER_TEXT = 64
 # Larger than any model that exists by orders of magnitude; past this the figure is a typo.
 _MAX_PARAMS = 1e15
 # 1 PiB: no GPU has it; keeps float arithmetic exact enough and rejects 1e309.
@@ -57,10 +61,29 @@ class InvalidAnnotation(ValueError):
         )
 
 
+def _bounded_text(value: object) -> str:
+    """Text for any JSON value without serializing it whole: a hostile request may put a
+    1,000-deep array or a 3 MB object where a string belongs (json.dumps of the former
+    raised RecursionError)."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 256 else f"(an integer of {value.bit_length()} bits)"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return f"(an object of {len(value)} keys)"
+    if isinstance(value, list):
+        return f"(an array of {len(value)} items)"
+    return f"(a {type(value).__name__})"
+
+
 def quote_value(value: object, limit: int = _MAX_SHOWN) -> str:
     """A user-supplied value made safe to print: JSON-quoted (control characters and
     newlines escaped, non-ASCII as \\u escapes) and cut to ``limit`` characters."""
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = _bounded_text(value)
     if len(text) > limit:
         text = text[:limit] + "..."
     return json.dumps(text, ensure_ascii=True)
@@ -68,7 +91,8 @@ def quote_value(value: object, limit: int = _MAX_SHOWN) -> str:
 
 def parse_model_size(value: str) -> float:
     """`7b`, `13B`, `1.5b`, `350m`, `560000000` -> parameter count."""
-    match = _MODEL_SIZE.match(value) if isinstance(value, str) else None
+    ok = isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT
+    match = _MODEL_SIZE.fullmatch(value.strip()) if ok else None
     accepted = "a parameter count: a decimal number with an optional suffix k, m, b or t (7b, 13B, 1.5b, 350m, 560000000)"
     if not match:
         raise InvalidAnnotation(MODEL_SIZE, value, accepted)
@@ -88,7 +112,7 @@ def parse_precision(value: str) -> str:
 def parse_memory_bytes(value: str, annotation: str = GPU_MEMORY) -> float:
     """A Kubernetes quantity (`18Gi`, `20G`, `512Mi`) -> bytes, positive and finite."""
     accepted = "a Kubernetes quantity greater than 0 and below 1Pi, such as 18Gi, 20G or 512Mi"
-    if not isinstance(value, str) or len(value) > 64:
+    if not isinstance(value, str) or len(value) > _MAX_NUMBER_TEXT:
         raise InvalidAnnotation(annotation, value, accepted)
     try:
         amount = parse_quantity(value.strip())

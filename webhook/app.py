@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from webhook import review as rv
 from webhook.admission import admit
+from webhook.annotations import quote_value
 from webhook.policy import Policy, resolve_policy
 
 log = logging.getLogger("gpu_rightsizer")
@@ -62,13 +63,19 @@ def create_app(holder: PolicyHolder | None = None) -> Flask:
             review = rv.decode_review(request.get_data(cache=False))
         except rv.RequestError as err:
             return _error(err.status, str(err))
+        except HTTPException:
+            raise  # 413 from a chunked body over MAX_CONTENT_LENGTH, a client disconnect
+        except Exception:  # noqa: BLE001 - a decoder bug is still the request's problem, not a 500
+            log.exception("internal error decoding a request; answered 400")
+            return _error(400, "the body could not be decoded as an AdmissionReview")
         uid = review["request"]["uid"]
         try:
             outcome = admit(review, holder.policy)
         except Exception:  # noqa: BLE001 - a bug must not block pod creation
             # Fail open: the pod is admitted as it came (it is still a valid pod, just not
             # right-sized); the traceback goes to the log and the error to the metrics.
-            log.exception("internal error deciding request %s; admitting unchanged", uid)
+            # The uid is the caller's text: quoted, so a newline in it cannot forge a log line.
+            log.exception("internal error deciding request %s; admitting unchanged", quote_value(uid, 128))
             response = rv.allowed(uid, warnings=["internal error; pod admitted unchanged (see webhook logs)"])
             return _json(rv.review_of(response))
         return _json(rv.review_of(outcome.response))

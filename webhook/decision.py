@@ -183,8 +183,21 @@ def _explicit_profile(annotations: dict, policy: Policy) -> tuple[Pool, MigProfi
     return found
 
 
+# The message goes into the decision annotation; naming every container of a pod with
+# 1,000 of them wrote a 70 KB annotation (and the API server caps all annotations of an
+# object at 256 KiB together).
+_MAX_NAMED_CONTAINERS = 5
+
+
+def _container_list(refs) -> str:
+    names = ", ".join(_container_label(r) for r in refs[:_MAX_NAMED_CONTAINERS])
+    if len(refs) > _MAX_NAMED_CONTAINERS:
+        names += f" and {len(refs) - _MAX_NAMED_CONTAINERS} more containers"
+    return names
+
+
 def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, refs) -> str:
-    names = ", ".join(_container_label(r) for r in refs)
+    names = _container_list(refs)
     if need is None:
         why = f"profile {profile.name} requested by annotation {ann.PROFILE}"
     else:

@@ -10,6 +10,8 @@ Why these values (see README, "Performance" and "Failure modes"):
   (knative/pkg#1509).
 - timeout: a worker silent for this long is killed and replaced; the API server's own
   webhook timeout (timeoutSeconds, at most 30 s) is shorter.
+- REQUEST_DEADLINE (webhook/worker.py, 5 s): a thread that has served one request for
+  this long has its connection shut down, so slow clients cannot hold every thread.
 """
 
 import multiprocessing
@@ -17,8 +19,13 @@ import os
 
 bind = os.environ.get("GPU_RIGHTSIZER_BIND", "0.0.0.0:8443")
 workers = int(os.environ.get("GPU_RIGHTSIZER_WORKERS", min(2, multiprocessing.cpu_count())))
-worker_class = "gthread"
-threads = int(os.environ.get("GPU_RIGHTSIZER_THREADS", 4))
+# gthread plus a per-request deadline against slow clients (webhook/worker.py).
+worker_class = "webhook.worker.DeadlineThreadWorker"
+# Threads wait on sockets, not on the CPU (a decision takes well under a millisecond), so
+# many are cheap; each slow client holds one for up to REQUEST_DEADLINE (webhook/worker.py).
+# With 4, 20 connections sending a byte a second delayed a real request by 13 s; with 16
+# (32 per 2 workers) they did not delay it at all (tests/reliability/test_slow_clients.py).
+threads = int(os.environ.get("GPU_RIGHTSIZER_THREADS", 16))
 worker_connections = 1000
 keepalive = 120
 timeout = 30

@@ -8,8 +8,19 @@ identity and a 200 KB pod costs no more than a small one.
 from __future__ import annotations
 
 from webhook import annotations as ann
-from webhook.decision import GPU_RESOURCE, MIG_RESOURCE_PREFIX, ContainerRef, Decision
+from webhook.decision import GPU_RESOURCE, MIG_RESOURCE_PREFIX, BadObject, ContainerRef, Decision
 from webhook.policy import Policy, WorkloadClass
+
+
+def _checked(value: object, kind: type, path: str):
+    """``value`` when it is absent or a ``kind``. The fields merged into here are read
+    only on a rewrite, so decide() has not looked at them; a wrong type (an affinity that
+    is a string) is a malformed pod to refuse by name, not a TypeError or a silently
+    mangled merge (list("abc") is ['a', 'b', 'c'])."""
+    if value is not None and not isinstance(value, kind):
+        shape = "an object" if kind is dict else "a list"
+        raise BadObject(path, f"must be {shape}, not {type(value).__name__}")
+    return value
 
 
 def rename_gpu_resource(container: dict, new_key: str) -> dict:
@@ -38,22 +49,28 @@ def merge_required_node_affinity(affinity: dict | None, requirements: list[dict]
     """
     if not requirements:
         return affinity
-    affinity = dict(affinity or {})
-    node_affinity = dict(affinity.get("nodeAffinity") or {})
-    required = dict(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {})
-    terms = required.get("nodeSelectorTerms") or []
+    path = "spec.affinity"
+    affinity = dict(_checked(affinity, dict, path) or {})
+    path += ".nodeAffinity"
+    node_affinity = dict(_checked(affinity.get("nodeAffinity"), dict, path) or {})
+    path += ".requiredDuringSchedulingIgnoredDuringExecution"
+    required = dict(_checked(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution"), dict, path) or {})
+    path += ".nodeSelectorTerms"
+    terms = _checked(required.get("nodeSelectorTerms"), list, path) or []
     if not terms:
         merged = [{"matchExpressions": [dict(r) for r in requirements]}]
     else:
-        merged = [_and_into_term(t, requirements) if _has_content(t) else t for t in terms]
+        merged = [
+            _and_into_term(t, requirements, f"{path}[{i}]") if _has_content(t) else t for i, t in enumerate(terms)
+        ]
     required["nodeSelectorTerms"] = merged
     node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = required
     affinity["nodeAffinity"] = node_affinity
     return affinity
 
 
-def _and_into_term(term: dict, requirements: list[dict]) -> dict:
-    expressions = list(term.get("matchExpressions") or [])
+def _and_into_term(term: dict, requirements: list[dict], path: str = "term") -> dict:
+    expressions = list(_checked(term.get("matchExpressions"), list, f"{path}.matchExpressions") or [])
     for req in requirements:
         if req not in expressions:
             expressions.append(dict(req))
@@ -151,7 +168,7 @@ def mutate_pod(pod: dict, decision: Decision, policy: Policy) -> dict:
         spec["affinity"] = affinity
     wanted = policy.tolerations + (decision.workload_class.tolerations if decision.workload_class else ())
     if wanted:
-        spec["tolerations"] = merge_tolerations(spec.get("tolerations"), wanted)
+        spec["tolerations"] = merge_tolerations(_checked(spec.get("tolerations"), list, "spec.tolerations"), wanted)
     spec = apply_priority_class(spec, decision.workload_class, policy.override_priority_class)
     mutated["spec"] = spec
     return mutated

@@ -12,6 +12,7 @@ import base64
 
 import orjson
 
+from webhook.annotations import quote_value
 from webhook.kube_types import (
     ADMISSION_API_VERSION,
     ADMISSION_KIND,
@@ -23,7 +24,12 @@ from webhook.kube_types import (
 # Kubernetes stores at most 1.5 MiB per object; a review carries the object (and, on
 # UPDATE, the old one) plus a little envelope, so 3 MiB bounds any real request.
 MAX_BODY_BYTES = 3 * 1024 * 1024
-_MAX_WARNING_CHARS = 250  # the API server may truncate warnings past 256 characters
+# The API server cuts each warning to 256 characters and, past 4 KiB in all, cuts them
+# again and drops the rest (k8s.io/apiserver/pkg/endpoints/filters/warning.go:
+# truncateItemRunes, truncateAtTotalRunes). A pod with 1,000 multi-GPU containers made
+# 1,000 warnings (150 KB of response); we send what fits and say how many were left out.
+_MAX_WARNING_CHARS = 250
+_MAX_WARNINGS_TOTAL = 4096 - 256
 
 
 class RequestError(ValueError):
@@ -52,7 +58,7 @@ def decode_review(body: bytes) -> AdmissionReview:
         raise RequestError(
             400,
             f"apiVersion/kind must be {ADMISSION_API_VERSION}/{ADMISSION_KIND}, "
-            f"got {str(review.get('apiVersion'))[:64]!r}/{str(review.get('kind'))[:64]!r}",
+            f"got {quote_value(review.get('apiVersion'))}/{quote_value(review.get('kind'))}",
         )
     request = review.get("request")
     if not isinstance(request, dict):
@@ -87,8 +93,21 @@ def allowed(uid: str, patch: list[dict] | None = None, warnings=()) -> Admission
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(orjson.dumps(patch)).decode("ascii")
     if warnings:
-        response["warnings"] = [_one_line("gpu-rightsizer: " + w) for w in warnings]
+        response["warnings"] = _bounded_warnings(warnings)
     return response
+
+
+def _bounded_warnings(warnings) -> list[str]:
+    lines: list[str] = []
+    total = 0
+    for i, warning in enumerate(warnings):
+        line = _one_line("gpu-rightsizer: " + warning)
+        if total + len(line) > _MAX_WARNINGS_TOTAL:
+            lines.append(f"gpu-rightsizer: {len(warnings) - i} more warnings not shown")
+            break
+        lines.append(line)
+        total += len(line)
+    return lines
 
 
 def denied(uid: str, message: str, code: int = 400) -> AdmissionResponse:
