@@ -61,7 +61,7 @@ class InvalidAnnotation(ValueError):
         )
 
 
-def _bounded_text(value: object) -> str:
+def describe_value(value: object) -> str:
     """Text for any JSON value without serializing it whole: a hostile request may put a
     1,000-deep array or a 3 MB object where a string belongs (json.dumps of the former
     raised RecursionError)."""
@@ -83,7 +83,7 @@ def _bounded_text(value: object) -> str:
 def quote_value(value: object, limit: int = _MAX_SHOWN) -> str:
     """A user-supplied value made safe to print: JSON-quoted (control characters and
     newlines escaped, non-ASCII as \\u escapes) and cut to ``limit`` characters."""
-    text = _bounded_text(value)
+    text = describe_value(value)
     if len(text) > limit:
         text = text[:limit] + "..."
     return json.dumps(text, ensure_ascii=True)

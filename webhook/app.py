@@ -59,8 +59,19 @@ def create_app(holder: PolicyHolder | None = None) -> Flask:
             return _error(415, f"Content-Type must be application/json, not {request.mimetype[:64]!r}")
         if request.content_length is not None and request.content_length > rv.MAX_BODY_BYTES:
             return _error(413, f"body of {request.content_length} bytes is over the {rv.MAX_BODY_BYTES}-byte limit")
+        # Read one byte past the limit ourselves: for a chunked body (no Content-Length)
+        # werkzeug's max_content_length stream stops at the limit without an error
+        # (LimitedStream.readall), so a 4 MB body was cut to 3 MB and parsed.
         try:
-            review = rv.decode_review(request.get_data(cache=False))
+            body = request.environ["wsgi.input"].read(rv.MAX_BODY_BYTES + 1)
+        except Exception as err:  # noqa: BLE001 - the client went away or broke the framing
+            # (gunicorn raises its own NoMoreData, InvalidChunkSize...): nobody is left to
+            # read a 500, and it is the request's fault anyway.
+            return _error(400, f"the request body could not be read: {type(err).__name__}")
+        if len(body) > rv.MAX_BODY_BYTES:
+            return _error(413, f"body is over the {rv.MAX_BODY_BYTES}-byte limit")
+        try:
+            review = rv.decode_review(body)
         except rv.RequestError as err:
             return _error(err.status, str(err))
         except HTTPException:

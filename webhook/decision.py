@@ -97,13 +97,19 @@ def gpu_count(container: dict, path: str) -> tuple[str, Decimal | None] | None:
     """The container's nvidia.com/gpu (limits win over requests) as (text, number), or
     None when it asks for none. The number is None when the quantity does not parse."""
     resources = _mapping(container.get("resources"), f"{path}.resources")
-    for part in ("limits", "requests"):
-        amounts = _mapping(resources.get(part), f"{path}.resources.{part}")
+    # Both are checked before either is read: the mutation rewrites both, so a malformed
+    # `requests` beside a good `limits` is a malformed pod, not one to patch around.
+    parts = [_mapping(resources.get(part), f"{path}.resources.{part}") for part in ("limits", "requests")]
+    for amounts in parts:
         if GPU_RESOURCE in amounts:
             raw = amounts[GPU_RESOURCE]
-            text = str(raw) if isinstance(raw, (str, int)) and not isinstance(raw, bool) else None
+            text = None
+            if isinstance(raw, str):
+                text = raw
+            elif isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() <= 64:
+                text = str(raw)
             if text is None or len(text) > 32:
-                return (ann.quote_value(raw), None)
+                return (ann.describe_value(raw), None)
             try:
                 number = parse_quantity(text)
             except (ValueError, InvalidOperation, TypeError):

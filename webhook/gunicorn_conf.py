@@ -35,6 +35,10 @@ graceful_timeout = 20
 limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
+# gunicorn >= 25.1 opens a Unix control socket ($HOME/.gunicorn/gunicorn.ctl: change the
+# worker count, reload, stop) by default. The webhook does not use it: no extra way in,
+# and two servers on one machine (tests, a node) no longer take each other's socket.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GPU_RIGHTSIZER_LOG_LEVEL", "info")

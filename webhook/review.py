@@ -66,7 +66,7 @@ def decode_review(body: bytes) -> AdmissionReview:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid or len(uid) > 128:
         raise RequestError(400, "request.uid must be a non-empty string of at most 128 characters")
-    for name, kind in (("kind", dict), ("operation", str), ("dryRun", bool), ("namespace", str)):
+    for name, kind in (("kind", dict), ("operation", str), ("dryRun", bool), ("namespace", str), ("subResource", str)):
         if name in request and request[name] is not None and not isinstance(request[name], kind):
             raise RequestError(400, f"request.{name} must be a {_type_name(kind())}, not {_type_name(request[name])}")
     return review
