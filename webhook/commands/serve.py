@@ -9,7 +9,7 @@ from pathlib import Path
 from gunicorn.app.base import BaseApplication
 
 from webhook import gunicorn_conf
-from webhook.certs import write_ca_and_serving_cert
+from webhook.certs import ensure_cert_dir
 from webhook.commands.common import add_policy_argument, policy_or_exit
 
 
@@ -43,12 +43,14 @@ class WebhookServer(BaseApplication):
         return create_app(PolicyHolder(self.policy_path))
 
 
-def _self_signed(cert_dir: str, host: str) -> tuple[str, str, str]:
+def _self_signed(cert_dir: str, host: str) -> tuple[str, str, str, str | None]:
     names = ["localhost", "127.0.0.1", "::1"]
     if host not in ("0.0.0.0", "::", *names):
         names.insert(0, host)
-    paths = write_ca_and_serving_cert(cert_dir, names)
-    return str(paths.cert), str(paths.key), str(paths.ca_cert)
+    # Reuse a certificate that still covers these names, so a caBundle registered from
+    # it stays valid across restarts.
+    paths, made_because = ensure_cert_dir(cert_dir, names)
+    return str(paths.cert), str(paths.key), str(paths.ca_cert), made_because
 
 
 def run(args) -> int:
@@ -59,10 +61,12 @@ def run(args) -> int:
         print("gpu-rightsizer: --cert-file and --key-file go together", file=sys.stderr)
         return 2
     if not cert:
-        cert, key, ca = _self_signed(args.cert_dir, args.host)
+        cert, key, ca, made_because = _self_signed(args.cert_dir, args.host)
+        what = "reusing the CA and serving certificate" if made_because is None else \
+            f"made a self-signed CA and serving certificate ({made_because})"
         print(
-            f"gpu-rightsizer: no --cert-file given; made a self-signed CA and serving certificate "
-            f"in {Path(args.cert_dir).resolve()} (CA: {ca}, for localhost and 127.0.0.1)",
+            f"gpu-rightsizer: no --cert-file given; {what} in {Path(args.cert_dir).resolve()} "
+            f"(CA: {ca}, for localhost and 127.0.0.1)",
             file=sys.stderr,
         )
     options = {
