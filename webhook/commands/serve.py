@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
@@ -38,9 +41,28 @@ class WebhookServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        # Runs in each worker after the fork: its own policy holder, TLS context and
+        # reload thread.
         from webhook.app import PolicyHolder, create_app
+        from webhook.policy import POLICY_ENV
+        from webhook.reload import TLS, PolicyReloader, Watcher
 
-        return create_app(PolicyHolder(self.policy_path))
+        holder = PolicyHolder(self.policy_path)
+        checks = [TLS.check]
+        policy_path = self.policy_path or os.environ.get(POLICY_ENV)
+        if policy_path:
+            checks.insert(0, PolicyReloader(holder, policy_path).check)
+        Watcher(checks).start()
+        return create_app(holder, TLS.not_after)
+
+
+def _private_metrics_dir() -> str:
+    """A fresh directory for prometheus-client's per-worker files, removed when the
+    master exits (a worker exiting must not remove it)."""
+    path = tempfile.mkdtemp(prefix="gpu-rightsizer-metrics-")
+    master = os.getpid()
+    atexit.register(lambda: os.getpid() == master and shutil.rmtree(path, ignore_errors=True))
+    return path
 
 
 def _self_signed(cert_dir: str, host: str) -> tuple[str, str, str, str | None]:
@@ -56,6 +78,11 @@ def _self_signed(cert_dir: str, host: str) -> tuple[str, str, str, str | None]:
 def run(args) -> int:
     # Fail before forking when the policy is invalid: the error names the bad field.
     policy_or_exit(args.policy)
+    # Before anything imports prometheus_client: it picks multiprocess mode at import.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir()
+    from webhook.logs import configure
+
+    configure(gunicorn_conf.loglevel)
     cert, key = args.cert_file, args.key_file
     if bool(cert) != bool(key):
         print("gpu-rightsizer: --cert-file and --key-file go together", file=sys.stderr)
