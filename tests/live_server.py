@@ -54,7 +54,10 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited {self.proc.returncode}: {self.err_path.read_text()[-2000:]}")
             try:
-                if requests.get(self.url + "/readyz", verify=self.ca_file, timeout=2).status_code == 200:
+                # Every worker has loaded the app (one may still be booting when the first
+                # answers, and a test that swaps files must not race it).
+                if requests.get(self.url + "/readyz", verify=self.ca_file, timeout=2).status_code == 200 \
+                        and len(self.ready_workers()) >= self.workers:
                     return self
             except OSError:  # not listening yet, or the CA file not written yet
                 pass
@@ -90,11 +93,12 @@ class LiveServer:
                 out[key] = float(value)
         return out
 
+    def ready_workers(self) -> set[int]:
+        return {line["pid"] for line in self.log_lines() if line["msg"] == "worker ready"}
+
     def log_lines(self) -> list[dict]:
-        lines = []
-        for raw in self.log_path.read_text().splitlines():
-            lines.append(json.loads(raw))  # every stdout line must be one JSON object
-        return lines
+        complete = self.log_path.read_text().split("\n")[:-1]  # the last may be half-written
+        return [json.loads(raw) for raw in complete]  # every stdout line must be one JSON object
 
 
 def total(samples: dict[str, float], name: str, **labels: str) -> float:

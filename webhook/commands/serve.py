@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import sys
@@ -14,6 +15,7 @@ from gunicorn.app.base import BaseApplication
 from webhook import gunicorn_conf
 from webhook.certs import ensure_cert_dir
 from webhook.commands.common import add_policy_argument, policy_or_exit
+from webhook.logs import LOGGER
 from webhook.policy import POLICY_ENV, Policy
 
 
@@ -58,7 +60,9 @@ class WebhookServer(BaseApplication):
         else:
             holder = PolicyHolder(None, self.startup_policy)
         Watcher(checks).start()
-        return create_app(holder, TLS.not_after)
+        app = create_app(holder, TLS.not_after)
+        logging.getLogger(LOGGER).info("worker ready", extra={"fields": {"policy": holder.policy.source}})
+        return app
 
 
 def _private_metrics_dir() -> str:
