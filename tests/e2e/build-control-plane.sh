@@ -44,6 +44,9 @@ fi
 export GOCACHE="$CACHE/gocache" GOMODCACHE="$CACHE/gomod"
 # Static binaries: no C toolchain needed, and they run on any glibc.
 export CGO_ENABLED=0
+# No VCS stamping: the module sits inside the project's git tree, and stamping
+# would make every new commit relink the binaries.
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 # Without these the binaries report v0.0.0-master, which some clients reject.
 LDFLAGS="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION \
  -X k8s.io/component-base/version.gitMajor=1 \

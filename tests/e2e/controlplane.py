@@ -73,7 +73,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0,
     """Poll `predicate` until it returns something truthy; return that value.
 
     Exceptions from the predicate count as "not yet" (the API server may still
-    be starting) and the last one is reported if the wait times out.
+    be starting) and the last one is reported if the wait times out, except
+    ControlPlaneError: a dead component will not come back, so fail at once.
     """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -82,6 +83,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0,
             result = predicate()
             if result:
                 return result
+        except ControlPlaneError:
+            raise
         except Exception as e:  # noqa: BLE001 - retried, reported on timeout
             last_error = e
         if time.monotonic() >= deadline:
@@ -295,7 +298,7 @@ class ControlPlane:
             c.check_alive()
 
     def log_tails(self, lines: int = LOG_TAIL_LINES) -> str:
-        return "\n\n".join(f"--- {c.name} (last {lines} lines of {c.log}) ---\n{_tail(c.log, lines)}"
+        return "\n\n".join(f"--- {c.name} log, last {lines} lines ---\n{_tail(c.log, lines)}"
                            for c in self.components)
 
     def _spawn(self, name: str, args: Iterable[str]) -> Component:
