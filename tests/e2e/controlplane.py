@@ -242,6 +242,7 @@ class ControlPlane:
         self.kubeconfig = Path()
         self.ca_file = Path()
         self.token = ""
+        self.sa_key = Path()
         self.startup_seconds = 0.0
 
     # ---- lifecycle
