@@ -54,7 +54,7 @@ DEFAULT_NODE_ALLOCATABLE = {"cpu": "16", "memory": "64Gi", "pods": "110"}
 
 
 class ControlPlaneError(RuntimeError):
-    """The control plane failed to start or a component died."""
+    """The control plane failed to start, or a component (or a ManagedProcess) died."""
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -211,16 +211,72 @@ def make_service_account_keys(directory: Path) -> tuple[Path, Path]:
 
 
 @dataclass
-class Component:
+class ManagedProcess:
+    """A background process whose output goes to a log file.
+
+    Used for the control-plane components, and meant for anything else a test
+    runs beside them (e.g. the webhook server):
+
+        with ManagedProcess.start("webhook", ["gpu-rightsizer", "serve", ...], log) as wh:
+            wait_for_port(port, process=wh)
+    """
+
     name: str
     proc: subprocess.Popen
     log: Path
+
+    @classmethod
+    def start(cls, name: str, argv: Sequence[str], log: Path,
+              env: Mapping[str, str] | None = None, cwd: Path | None = None) -> "ManagedProcess":
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, cwd=cwd,
+                                    env=None if env is None else dict(env),
+                                    preexec_fn=_die_with_parent)
+        return cls(name, proc, log)
+
+    def __enter__(self) -> "ManagedProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stop_all([self])
 
     def check_alive(self) -> None:
         code = self.proc.poll()
         if code is not None:
             raise ControlPlaneError(f"{self.name} exited with code {code}; last log lines:\n"
                                     f"{_tail(self.log)}")
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return f"--- {self.name} log, last {lines} lines ---\n{_tail(self.log, lines)}"
+
+
+def stop_all(processes: Sequence[ManagedProcess], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM all (in the given order), then SIGKILL whatever is left after `grace` s."""
+    for p in processes:
+        if p.proc.poll() is None:
+            p.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in processes:
+        try:
+            p.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.proc.kill()
+            p.proc.wait()
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0,
+                  process: ManagedProcess | None = None) -> None:
+    """Wait until something accepts TCP connections on host:port (failing fast if
+    `process`, the one expected to listen, exits)."""
+    def accepting() -> bool:
+        if process is not None:
+            process.check_alive()
+        with socket.create_connection((host, port), timeout=1):
+            return True
+
+    wait_for(accepting, timeout, message=f"{host}:{port} to accept connections")
 
 
 class ControlPlane:
@@ -236,7 +292,7 @@ class ControlPlane:
         self.bin_dir = Path(bin_dir)
         self.startup_timeout = startup_timeout
         self.keep_workdir = keep_workdir
-        self.components: list[Component] = []
+        self.components: list[ManagedProcess] = []
         self.workdir: Path | None = None
         self.server = ""
         self.kubeconfig = Path()
@@ -278,16 +334,7 @@ class ControlPlane:
     def stop(self) -> None:
         """Stop every component (SIGTERM, then SIGKILL) and delete the work dir."""
         # Reverse start order: clients before the API server, API server before etcd.
-        for c in reversed(self.components):
-            if c.proc.poll() is None:
-                c.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for c in reversed(self.components):
-            try:
-                c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                c.proc.kill()
-                c.proc.wait()
+        stop_all(list(reversed(self.components)))
         self.components.clear()
         if self.workdir and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -299,19 +346,14 @@ class ControlPlane:
             c.check_alive()
 
     def log_tails(self, lines: int = LOG_TAIL_LINES) -> str:
-        return "\n\n".join(f"--- {c.name} log, last {lines} lines ---\n{_tail(c.log, lines)}"
-                           for c in self.components)
+        return "\n\n".join(c.log_tail(lines) for c in self.components)
 
-    def _spawn(self, name: str, args: Iterable[str]) -> Component:
+    def _spawn(self, name: str, args: Iterable[str]) -> ManagedProcess:
         binary = self.bin_dir / name
         if not os.access(binary, os.X_OK):
             raise ControlPlaneError(f"{binary} is missing; run tests/e2e/build-control-plane.sh")
-        log = self.workdir / "logs" / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen([str(binary), *args], stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, cwd=self.workdir,
-                                    preexec_fn=_die_with_parent)
-        component = Component(name, proc, log)
+        component = ManagedProcess.start(name, [str(binary), *args],
+                                         self.workdir / "logs" / f"{name}.log", cwd=self.workdir)
         self.components.append(component)
         return component
 
