@@ -29,7 +29,6 @@ import ssl
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 LOG_TAIL_LINES = 40
-# kube-apiserver ignores SIGTERM for >10 s (graceful shutdown delay); nothing of
+# kube-apiserver did not exit within 10 s of SIGTERM in our runs; nothing of
 # value is lost by killing a throwaway cluster sooner.
 STOP_GRACE_SECONDS = 3.0
 SERVICE_CIDR = "10.96.0.0/24"
