@@ -17,6 +17,17 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _die_with_parent() -> None:
+    # Linux: the server gets SIGTERM if the test process dies without stopping it (a
+    # killed pytest must not leave gunicorn running).
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,7 +56,8 @@ class LiveServer:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self._out = open(self.log_path, "wb")
         self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._err, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._err, cwd=ROOT, env=env,
+                                     preexec_fn=_die_with_parent)
         self.workers = workers
 
     def wait_ready(self, timeout: float = 30) -> "LiveServer":
