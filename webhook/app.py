@@ -1,21 +1,27 @@
 """The Flask app: a thin HTTP adapter around ``webhook.admission.admit``.
 
 Transport concerns only: content type, body limit, JSON in and out, status codes. Every
-answer is JSON; a bad request gets a 4xx naming what is wrong, never a 500.
+answer is JSON; a bad request gets a 4xx naming what is wrong, never a 500. Metrics and
+the per-admission log line are recorded by webhook.observe; /metrics is webhook.metrics.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+import time
+from typing import Callable
 
 import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from webhook import metrics
 from webhook import review as rv
 from webhook.admission import admit
 from webhook.annotations import quote_value
+from webhook.observe import record_admission
 from webhook.policy import Policy, resolve_policy
 
 log = logging.getLogger("gpu_rightsizer")
@@ -47,7 +53,14 @@ def _error(status: int, message: str) -> Response:
     return _json({"error": message, "code": status}, status)
 
 
-def create_app(holder: PolicyHolder | None = None) -> Flask:
+def _bad_request(status: int, message: str) -> Response:
+    metrics.BAD_REQUESTS.labels(str(status)).inc()
+    return _error(status, message)
+
+
+def create_app(
+    holder: PolicyHolder | None = None, cert_not_after: Callable[[], dt.datetime | None] = lambda: None
+) -> Flask:
     holder = holder or PolicyHolder(None)
     app = Flask("gpu_rightsizer")
     app.config["MAX_CONTENT_LENGTH"] = rv.MAX_BODY_BYTES
@@ -55,10 +68,11 @@ def create_app(holder: PolicyHolder | None = None) -> Flask:
 
     @app.post("/mutate")
     def mutate() -> Response:
+        started = time.perf_counter()
         if request.mimetype != "application/json":
-            return _error(415, f"Content-Type must be application/json, not {request.mimetype[:64]!r}")
+            return _bad_request(415, f"Content-Type must be application/json, not {request.mimetype[:64]!r}")
         if request.content_length is not None and request.content_length > rv.MAX_BODY_BYTES:
-            return _error(413, f"body of {request.content_length} bytes is over the {rv.MAX_BODY_BYTES}-byte limit")
+            return _bad_request(413, f"body of {request.content_length} bytes is over the {rv.MAX_BODY_BYTES}-byte limit")
         # Read one byte past the limit ourselves: for a chunked body (no Content-Length)
         # werkzeug's max_content_length stream stops at the limit without an error
         # (LimitedStream.readall), so a 4 MB body was cut to 3 MB and parsed.
@@ -67,18 +81,16 @@ def create_app(holder: PolicyHolder | None = None) -> Flask:
         except Exception as err:  # noqa: BLE001 - the client went away or broke the framing
             # (gunicorn raises its own NoMoreData, InvalidChunkSize...): nobody is left to
             # read a 500, and it is the request's fault anyway.
-            return _error(400, f"the request body could not be read: {type(err).__name__}")
+            return _bad_request(400, f"the request body could not be read: {type(err).__name__}")
         if len(body) > rv.MAX_BODY_BYTES:
-            return _error(413, f"body is over the {rv.MAX_BODY_BYTES}-byte limit")
+            return _bad_request(413, f"body is over the {rv.MAX_BODY_BYTES}-byte limit")
         try:
             review = rv.decode_review(body)
         except rv.RequestError as err:
-            return _error(err.status, str(err))
-        except HTTPException:
-            raise  # 413 from a chunked body over MAX_CONTENT_LENGTH, a client disconnect
+            return _bad_request(err.status, str(err))
         except Exception:  # noqa: BLE001 - a decoder bug is still the request's problem, not a 500
             log.exception("internal error decoding a request; answered 400")
-            return _error(400, "the body could not be decoded as an AdmissionReview")
+            return _bad_request(400, "the body could not be decoded as an AdmissionReview")
         uid = review["request"]["uid"]
         try:
             outcome = admit(review, holder.policy)
@@ -88,8 +100,16 @@ def create_app(holder: PolicyHolder | None = None) -> Flask:
             # The uid is the caller's text: quoted, so a newline in it cannot forge a log line.
             log.exception("internal error deciding request %s; admitting unchanged", quote_value(uid, 128))
             response = rv.allowed(uid, warnings=["internal error; pod admitted unchanged (see webhook logs)"])
+            record_admission(review, None, time.perf_counter() - started)
             return _json(rv.review_of(response))
-        return _json(rv.review_of(outcome.response))
+        body = _json(rv.review_of(outcome.response))
+        record_admission(review, outcome, time.perf_counter() - started)
+        return body
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        body, content_type = metrics.render(cert_not_after)
+        return Response(body, status=200, content_type=content_type)
 
     @app.get("/healthz")
     def healthz() -> Response:
