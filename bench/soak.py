@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "reliability"), str(ROOT / "tests")]
 
-from live_server import rss_kib, start_server  # noqa: E402
+from served import rss_kib, start_server  # noqa: E402
 from loadgen import LoadGenerator  # noqa: E402
 
 

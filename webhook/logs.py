@@ -14,6 +14,8 @@ import sys
 
 import orjson
 
+from webhook.annotations import describe_value
+
 LOGGER = "gpu_rightsizer"
 MAX_FIELD = 512
 
@@ -49,7 +51,9 @@ def configure(level: str = "info", stream=None) -> logging.Logger:
 def _text(value: object) -> str | None:
     if value is None:
         return None
-    text = value if isinstance(value, str) else repr(value)
+    # Not repr(): request.name may be a 1,000-deep array (repr raised RecursionError and
+    # the answer became a 500, tests/hostile/corpus.py "request-name-1000-deep-array").
+    text = value if isinstance(value, str) else describe_value(value)
     return text if len(text) <= MAX_FIELD else text[:MAX_FIELD] + "…"
 
 

@@ -92,6 +92,8 @@ FIELDS: list[tuple[str, type, dict, dict, bool]] = [
     (R + "/operation", str, _ALLOWED, _400("request.operation"), True),
     (R + "/dryRun", bool, _PATCHED, _400("request.dryRun"), True),
     (R + "/namespace", str, _PATCHED, _400("request.namespace"), True),
+    (R + "/name", str, _PATCHED, _PATCHED, True),
+    (O + "/metadata/name", str, _PATCHED, _PATCHED, True),
     (R + "/subResource", str, _PATCHED, _400("request.subResource"), True),
     (O, dict, _DENIED("request.object"), _DENIED("request.object"), True),
     (O + "/metadata", dict, _ALLOWED, _DENIED("metadata"), True),
@@ -181,6 +183,13 @@ def big_cases() -> list[Case]:
             uid=review["request"]["uid"],
         )
     )
+    for where in ("name", "namespace"):
+        review = captured_review()
+        review["request"][where] = "@DEEP@"
+        expect = _PATCHED if where == "name" else _400("request.namespace")
+        cases.append(
+            Case(f"request-{where}-1000-deep-array", json.dumps(review).encode().replace(b'"@DEEP@"', deep_1000), expect, uid=review["request"]["uid"])
+        )
     review = captured_review()
     review["apiVersion"] = "@DEEP@"
     cases.append(Case("apiversion-1000-deep-array", json.dumps(review).encode().replace(b'"@DEEP@"', deep_1000), _400("apiVersion/kind")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from live_server import start_server
+from served import start_server
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from live_server import peer_ports, rss_kib, start_server
+from served import peer_ports, rss_kib, start_server
 from loadgen import LoadGenerator
 
 SOAK_SECONDS = float(os.environ.get("GPU_RIGHTSIZER_SOAK_SECONDS", 30))

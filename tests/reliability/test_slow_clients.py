@@ -15,7 +15,7 @@ import time
 import pytest
 
 from hostile.corpus import captured_review
-from live_server import start_server
+from served import start_server
 from webhook.worker import REQUEST_DEADLINE
 
 WORKERS = 2
