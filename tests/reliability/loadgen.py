@@ -92,8 +92,9 @@ def _closed_by_server(conn: http.client.HTTPSConnection) -> bool:
 
 
 class LoadGenerator:
-    def __init__(self, server, rps: float, connections: int = 4, timeout: float = 10.0):
+    def __init__(self, server, rps: float, connections: int = 4, timeout: float = 10.0, fresh: bool = False):
         self.server = server
+        self.fresh = fresh  # a new connection (TLS handshake) for every request
         self.interval = connections / rps
         self.connections = connections
         self.timeout = timeout
@@ -155,7 +156,7 @@ class LoadGenerator:
                 ok = resp.status == 200 and json.loads(body)["response"]["uid"] == uid
                 self._record(Request(started, time.monotonic(), port, used, ok, "" if ok else f"HTTP {resp.status}"))
                 used = True
-                if resp.will_close:
+                if resp.will_close or self.fresh:
                     conn.close()
                     conn = None
             except Exception as err:  # noqa: BLE001 - every failure is counted, by kind

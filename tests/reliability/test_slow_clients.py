@@ -116,12 +116,26 @@ def test_fewer_slow_clients_than_threads_delay_no_one_past_the_deadline(slow_ser
     assert slow_server.worker_pids() == pids
 
 
-def test_more_slow_clients_than_threads_are_cut_off_and_do_not_starve(slow_server, capsys):
-    threads = 16 * WORKERS
-    clients = _slow_clients(slow_server, threads + 12)
+def test_more_slow_clients_than_threads_are_cut_off_and_do_not_starve(tmp_path, capsys):
+    # One worker, so that the queue in front of its 16 threads is known: 20 slow
+    # connections, then a real request queued behind the 4 that found no thread.
+    server = start_server(tmp_path, workers=1)
+    try:
+        _more_slow_clients_than_threads(server, capsys)
+    finally:
+        server.stop()
+
+
+def _more_slow_clients_than_threads(slow_server, capsys):
+    threads = 16
+    clients = _slow_clients(slow_server, threads + 4)
     pids = slow_server.worker_pids()
     times = _legit_requests(slow_server, 3)
-    time.sleep(REQUEST_DEADLINE + 2)
+    # Two rounds of (deadline + the main loop's 1 s tick) cut every slow connection.
+    limit = 2 * (REQUEST_DEADLINE + 1) + 3
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and any(c.closed_after is None for c in clients):
+        time.sleep(0.5)
     cut = [c.closed_after for c in clients if c.closed_after is not None]
     for client in clients:
         client.stop.set()
@@ -131,11 +145,8 @@ def test_more_slow_clients_than_threads_are_cut_off_and_do_not_starve(slow_serve
             f"{[round(t, 2) for t in times]} s; {len(cut)} slow connections cut after "
             f"{min(cut, default=0):.1f}-{max(cut, default=0):.1f} s"
         )
-    # Each answer within the API server's timeout: a request waits for the slow
-    # connections queued ahead of it on its worker to be cut (seen: 3.1 s, and 9.1 s with
-    # a fuzzer taking one of the two cores).
-    assert max(times) < API_SERVER_TIMEOUT
-    # Every slow connection that got a thread was cut off near the deadline.
-    assert len(cut) >= threads, f"only {len(cut)} slow connections were closed by the server"
-    assert max(cut) < 2 * REQUEST_DEADLINE + 6
+    # The first request waits for the first round to be cut (one deadline), well within
+    # the API server's timeout; the next ones find free threads.
+    assert times[0] < REQUEST_DEADLINE + 2.5 and max(times[1:]) < 1.0, times
+    assert len(cut) == len(clients), f"{len(clients) - len(cut)} slow connections still open after {limit} s"
     assert slow_server.worker_pids() == pids
