@@ -5,16 +5,21 @@ policy, and an invalid policy leaves the last good one in force."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import ipaddress
 import json
 import os
 import shutil
+import socket
 import ssl
 import time
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from hostile.corpus import captured_review
 from loadgen import LoadGenerator
@@ -32,8 +37,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _served_serial(server) -> int:
-    with server.tls_socket(5) as tls:
-        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+    """The serial of the certificate a new connection gets (read without verifying it,
+    so that an expired one can be seen too)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((server.host, server.port), timeout=5) as raw:
+        with context.wrap_socket(raw) as tls:
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
 
 
 def _wait_for(predicate, timeout: float = 15.0) -> bool:
@@ -105,5 +116,72 @@ def test_policy_replaced_under_load_fails_nothing_and_a_bad_one_is_ignored(tmp_p
         assert still == ["h100-renamed"] * 8
         assert not result.failures, result.summary()
         assert server.healthy()
+    finally:
+        server.stop()
+
+
+def _expired_cert(ca_key, ca_cert):
+    """A serving certificate that expired yesterday (make_serving_cert cannot make one)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _install_serving_cert(server, days: int) -> x509.Certificate:
+    certs = server.cert_dir
+    ca_key = serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate((certs / "ca.crt").read_bytes())
+    if days < 0:
+        key, cert = _expired_cert(ca_key, ca_cert)
+    else:
+        key, cert = make_serving_cert(ca_key, ca_cert, ["localhost", "127.0.0.1", "::1"], days=days)
+    _write_atomically(certs / "tls.key", key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    _write_atomically(certs / "tls.crt", cert.public_bytes(serialization.Encoding.PEM))
+    return cert
+
+
+def _verifying_request(server) -> str:
+    """'ok', or why a client that verifies the chain (as the API server does) failed."""
+    try:
+        status, _, _ = server.post_review(captured_review(), timeout=5)
+        return "ok" if status == 200 else f"HTTP {status}"
+    except ssl.SSLCertVerificationError as err:
+        return err.verify_message
+
+
+def test_expired_certificate_fails_every_call_until_replaced(tmp_path, capsys):
+    """What `failurePolicy: Fail` turns into refused pod creates: a verifying client
+    cannot call a webhook whose certificate has expired; replacing the files on disk
+    recovers without a restart."""
+    server = start_server(tmp_path, workers=2, env=RELOAD_ENV)
+    try:
+        pids = server.worker_pids()
+        expired = _install_serving_cert(server, days=-1)
+        assert _wait_for(lambda: _served_serial(server) == expired.serial_number)
+        during = [_verifying_request(server) for _ in range(10)]
+        replaced_at = time.monotonic()
+        _install_serving_cert(server, days=365)
+        assert _wait_for(lambda: all(_verifying_request(server) == "ok" for _ in range(6)))
+        recovered_after = time.monotonic() - replaced_at
+        with capsys.disabled():
+            print(f"\nexpired certificate: {during.count('ok')}/10 calls ok ({set(during) - {'ok'}}); "
+                  f"recovered {recovered_after:.1f} s after new files (reload poll 0.5 s), same workers")
+        assert during.count("ok") == 0 and all("expired" in d for d in during), during
+        assert server.worker_pids() == pids
     finally:
         server.stop()
