@@ -10,7 +10,7 @@ Why these values (see README, "Performance" and "Failure modes"):
   (knative/pkg#1509).
 - timeout: a worker silent for this long is killed and replaced; the API server's own
   webhook timeout (timeoutSeconds, at most 30 s) is shorter.
-- REQUEST_DEADLINE (webhook/worker.py, 5 s): a thread that has served one request for
+- REQUEST_DEADLINE (webhook/worker.py, 3 s): a thread that has served one request for
   this long has its connection shut down, so slow clients cannot hold every thread.
 """
 

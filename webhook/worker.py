@@ -1,8 +1,8 @@
 """gunicorn's gthread worker with a deadline on every request a thread serves.
 
-Why: gunicorn 27's gthread worker waits for a new connection's first bytes in the
-poller-free way (a thread selects on it for up to 5 s, then hands it back to the poller),
-but once any byte has arrived a thread owns the connection and reads the TLS handshake,
+Why: gunicorn 27's gthread worker lets a thread wait up to 5 s for a new connection's
+first bytes (then hands it back to the poller, where it holds no thread), but once any
+byte has arrived a thread owns the connection and reads the TLS handshake,
 the request line, the headers and the body with blocking calls and no timeout
 (``TConn.init`` sets the socket blocking; ``handle`` calls ``do_handshake`` and
 ``next(parser)``). A client sending one byte a second therefore holds a thread for as
@@ -27,8 +27,11 @@ import time
 from gunicorn.workers.gthread import _DEFER, DEFAULT_WORKER_DATA_TIMEOUT, ThreadWorker
 
 # Seconds a thread may spend on one request, from its first byte to the last byte of
-# the answer (TLS handshake included). See the module docstring and README "Failure modes".
-REQUEST_DEADLINE = float(os.environ.get("GPU_RIGHTSIZER_REQUEST_DEADLINE", "5"))
+# the answer (TLS handshake included). Below the webhook configuration's timeoutSeconds
+# (5 s in manifests/): a real request queued behind slow connections waits at most about
+# this long (plus the main loop's 1 s tick) for a thread, and still gets its answer in
+# time. See the module docstring and README "Failure modes".
+REQUEST_DEADLINE = float(os.environ.get("GPU_RIGHTSIZER_REQUEST_DEADLINE", "3"))
 
 
 class DeadlineThreadWorker(ThreadWorker):
