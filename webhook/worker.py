@@ -24,7 +24,7 @@ import os
 import socket
 import time
 
-from gunicorn.workers.gthread import _DEFER, DEFAULT_WORKER_DATA_TIMEOUT, ThreadWorker
+from gunicorn.workers.gthread import _DEFER, ThreadWorker
 
 # Seconds a thread may spend on one request, from its first byte to the last byte of
 # the answer (TLS handshake included). Below the webhook configuration's timeoutSeconds
@@ -32,6 +32,11 @@ from gunicorn.workers.gthread import _DEFER, DEFAULT_WORKER_DATA_TIMEOUT, Thread
 # this long (plus the main loop's 1 s tick) for a thread, and still gets its answer in
 # time. See the module docstring and README "Failure modes".
 REQUEST_DEADLINE = float(os.environ.get("GPU_RIGHTSIZER_REQUEST_DEADLINE", "3"))
+# How long a thread waits for a new connection's first byte before handing the connection
+# to the poller (gunicorn's own wait is 5 s: a client that connects and sends nothing
+# held a thread that long). The API server sends its ClientHello at once; a later first
+# byte is still served, from the poller.
+FIRST_BYTE_WAIT = 0.5
 
 
 class DeadlineThreadWorker(ThreadWorker):
@@ -43,10 +48,10 @@ class DeadlineThreadWorker(ThreadWorker):
 
     def handle(self, conn):
         # What the parent does first, done here so that the clock starts at the first
-        # byte: a new connection with nothing to read yet goes back to the poller, where
-        # it holds no thread (_DEFER is gthread's own marker for that; gunicorn is pinned
+        # byte and the wait is short: a new connection with nothing to read yet goes back
+        # to the poller, where it holds no thread (_DEFER is gthread's own marker for that; gunicorn is pinned
         # below 28 and tests/reliability exercise this path).
-        if not conn.initialized and not conn.data_ready and not conn.wait_for_data(DEFAULT_WORKER_DATA_TIMEOUT):
+        if not conn.initialized and not conn.data_ready and not conn.wait_for_data(FIRST_BYTE_WAIT):
             return _DEFER
         self.deadlines[conn] = time.monotonic() + REQUEST_DEADLINE
         try:

@@ -48,6 +48,12 @@ class SlowClient(threading.Thread):
     def run(self) -> None:
         body = json.dumps(captured_review()).encode()
         head = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        if self.phase == "idle":  # connects and sends nothing
+            sock = socket.create_connection((self.server.host, self.server.port), timeout=30)
+            self.opened = time.monotonic()
+            self.stop.wait(60)
+            sock.close()
+            return
         if self.phase == "handshake":
             sock = socket.create_connection((self.server.host, self.server.port), timeout=30)
             data, send = _client_hello(), sock.send
@@ -114,6 +120,19 @@ def test_fewer_slow_clients_than_threads_delay_no_one_past_the_deadline(slow_ser
     assert max(times) < REQUEST_DEADLINE + 1.5
     assert sorted(times)[len(times) // 2] < 0.5
     assert slow_server.worker_pids() == pids
+
+
+def test_idle_connections_hold_no_thread(slow_server, capsys):
+    clients = [SlowClient(slow_server, "idle") for _ in range(100)]
+    for client in clients:
+        client.start()
+    time.sleep(1.5)
+    times = _legit_requests(slow_server, 5)
+    for client in clients:
+        client.stop.set()
+    with capsys.disabled():
+        print(f"\n100 idle connections: requests took {[round(t, 3) for t in times]} s")
+    assert max(times) < 1.0
 
 
 def test_more_slow_clients_than_threads_are_cut_off_and_do_not_starve(tmp_path, capsys):
