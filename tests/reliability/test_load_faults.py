@@ -52,7 +52,7 @@ def test_soak_steady_load_fails_nothing_and_memory_levels_off(fresh_server, caps
 def test_sigkill_of_a_worker_fails_only_its_in_flight_requests(fresh_server, capsys):
     pids = fresh_server.worker_pids()
     gen = LoadGenerator(fresh_server, rps=100, connections=8).start()
-    time.sleep(3)
+    time.sleep(2)
     # The worker holding most of the client's connections (workers do not split them
     # evenly; one may hold all 8).
     victim = max(pids, key=lambda pid: len(peer_ports(pid, fresh_server.port)))
@@ -61,14 +61,15 @@ def test_sigkill_of_a_worker_fails_only_its_in_flight_requests(fresh_server, cap
     os.kill(victim, signal.SIGKILL)
     replacement = fresh_server.wait_for_workers(exclude={victim}, timeout=15)
     replaced_after = time.monotonic() - killed_at
-    time.sleep(3)
+    time.sleep(2)
     result = gen.stop()
     in_flight = [r for r in result.in_flight_at(killed_at) if r.port in victim_ports]
     with capsys.disabled():
         print(
             f"\nSIGKILL of 1 of 2 workers at 100 rps, 8 connections ({len(victim_ports)} on the victim, "
             f"{len(in_flight)} request(s) in flight on it; a replacement forked after {replaced_after:.1f} s): "
-            f"{result.summary()}"
+            f"{result.summary()}; failures sent at "
+            f"{[f'{(r.started - killed_at) * 1000:+.1f} ms' for r in result.failures]} from the kill"
         )
     assert replacement - pids and len(replacement) == 2, "gunicorn did not replace the killed worker"
     assert victim_ports, "the victim held none of the client's connections: nothing was tested"
@@ -76,7 +77,7 @@ def test_sigkill_of_a_worker_fails_only_its_in_flight_requests(fresh_server, cap
         # Only requests that were on the killed worker's connections when it died.
         assert failure.port in victim_ports and failure.started <= killed_at + 0.5, (failure, victim_ports)
     assert len(result.failures) <= len(victim_ports), result.summary()
-    assert result.ok > 500, result.summary()
+    assert result.ok > 300, result.summary()
 
 
 @pytest.mark.parametrize(
@@ -87,16 +88,16 @@ def test_sigkill_of_a_worker_fails_only_its_in_flight_requests(fresh_server, cap
 def test_sighup_graceful_restart_fails_nothing(fresh_server, capsys, rps, connections):
     old = fresh_server.worker_pids()
     gen = LoadGenerator(fresh_server, rps=rps, connections=connections).start()
-    time.sleep(3)
+    time.sleep(2)
     os.kill(fresh_server.master_pid, signal.SIGHUP)
     new = fresh_server.wait_for_workers(exclude=old, timeout=30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in old):
         time.sleep(0.1)
-    time.sleep(3)
+    time.sleep(2)
     result = gen.stop()
     with capsys.disabled():
         print(f"\nSIGHUP at {rps} rps, {connections} connections: {result.summary()}")
     assert not (new & old)
     assert not result.failures, result.summary()
-    assert result.ok >= rps * 5, result.summary()
+    assert result.ok >= rps * 4, result.summary()
