@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 MINUTES="${1:-5}"
 [ $# -gt 0 ] && shift
 PY="${PYTHON:-.venv/bin/python}"
+"$PY" -c "import atheris" 2>/dev/null || "$PY" -m pip install -q -e '.[fuzz]'
 mkdir -p bench/fuzz-corpus bench/fuzz-findings
 exec "$PY" bench/fuzz_decide.py \
     -max_total_time=$((MINUTES * 60)) \

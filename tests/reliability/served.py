@@ -1,27 +1,19 @@
-"""A real `gpu-rightsizer serve` (gunicorn, TLS with its own CA) for the reliability tests
-and the bench/ scripts, plus what they need to look inside it: worker pids, their RSS,
-which client ports each worker holds, raw TLS sockets."""
+"""A real `gpu-rightsizer serve` for the reliability tests and bench/ scripts: the
+project's LiveServer (tests/live_server.py) plus what they need to look inside it:
+worker pids, their RSS, which client ports each worker holds, raw TLS sockets."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
-import shutil
-import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from live_server import LiveServer
+from webhook import gunicorn_conf
 
 
 def children_of(pid: int) -> set[int]:
@@ -48,7 +40,7 @@ def rss_kib(pid: int) -> int:
     raise ValueError(f"no VmRSS for pid {pid}")
 
 
-def _socket_inodes(pid: int) -> set[str]:
+def socket_inodes(pid: int) -> set[str]:
     inodes = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
@@ -67,7 +59,7 @@ def _socket_inodes(pid: int) -> set[str]:
 def peer_ports(pid: int, server_port: int) -> set[int]:
     """Remote ports of the established TCP connections ``pid`` holds on ``server_port``:
     for a client on this machine, the local ports of its connections to that process."""
-    inodes = _socket_inodes(pid)
+    inodes = socket_inodes(pid)
     ports = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -82,27 +74,19 @@ def peer_ports(pid: int, server_port: int) -> set[int]:
     return ports
 
 
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("gpu-rightsizer")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "webhook.cli"]
-
-
-@dataclass
-class LiveServer:
-    proc: subprocess.Popen
-    port: int
-    cert_dir: Path
-    log_path: Path
-    workers: int
-    _log_handle: object = field(repr=False, default=None)
+class ServedWebhook(LiveServer):
+    """tests/live_server.py's LiveServer, plus what the reliability tests look at: the
+    worker processes, raw TLS sockets, requests with any method, body and headers."""
 
     host = "127.0.0.1"
 
     @property
     def ca(self) -> Path:
-        return self.cert_dir / "ca.crt"
+        return Path(self.ca_file)
+
+    @property
+    def cert_dir(self) -> Path:
+        return self.ca.parent
 
     @property
     def master_pid(self) -> int:
@@ -163,18 +147,9 @@ class LiveServer:
             return False
 
     def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self._log_handle:
-            self._log_handle.close()
+        """The end of what the server wrote: gunicorn's log (stderr), then the JSON lines."""
+        text = self.err_path.read_text(errors="replace") + self.log_path.read_text(errors="replace")
+        return text[-chars:]
 
 
 def start_server(
@@ -183,38 +158,19 @@ def start_server(
     workers: int = 2,
     threads: int | None = None,
     policy: Path | None = None,
-    env: dict | None = None,
-    extra_args: tuple[str, ...] = (),
-) -> LiveServer:
-    """`gpu-rightsizer serve` on a free loopback port with a CA of its own in workdir."""
-    workdir = Path(workdir)
-    cert_dir = workdir / "certs"
-    if cert_dir.exists():
-        shutil.rmtree(cert_dir)
-    port = free_port()
-    args = [*_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--cert-dir", str(cert_dir)]
-    args += ["--workers", str(workers)]
-    if threads is not None:
-        args += ["--threads", str(threads)]
-    if policy is not None:
-        args += ["--policy", str(policy)]
-    args += list(extra_args)
-    log_path = workdir / "server.log"
-    log = open(log_path, "ab")
-    proc = subprocess.Popen(
-        args,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        cwd=workdir,
+    reload_seconds: float = 2.0,
+) -> ServedWebhook:
+    """`gpu-rightsizer serve` on a free loopback port with a CA of its own in workdir,
+    with the threads of the shipped configuration unless told otherwise."""
+    server = ServedWebhook(
+        Path(workdir),
+        workers=workers,
+        threads=threads or gunicorn_conf.threads,
+        policy=str(policy) if policy else None,
+        reload_seconds=reload_seconds,
     )
-    server = LiveServer(proc, port, cert_dir, log_path, workers, log)
     try:
-        deadline = time.monotonic() + 30
-        while not server.ca.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{server.log_tail()}")
-            time.sleep(0.05)
+        server.wait_ready()
         server.wait_for_workers()
     except BaseException:
         server.stop()

@@ -28,7 +28,7 @@ from served import start_server
 from webhook.certs import make_serving_cert
 
 ROOT = Path(__file__).resolve().parents[2]
-RELOAD_ENV = {"GPU_RIGHTSIZER_RELOAD_SECONDS": "0.5"}
+RELOAD_SECONDS = 0.5
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -58,7 +58,7 @@ def _wait_for(predicate, timeout: float = 15.0) -> bool:
 
 
 def test_certificate_replaced_under_load_fails_nothing(tmp_path, capsys):
-    server = start_server(tmp_path, workers=2, env=RELOAD_ENV)
+    server = start_server(tmp_path, workers=2, reload_seconds=RELOAD_SECONDS)
     try:
         before = _served_serial(server)
         kept = LoadGenerator(server, rps=80, connections=4).start()
@@ -100,7 +100,7 @@ def _pool_in_answer(server) -> str:
 def test_policy_replaced_under_load_fails_nothing_and_a_bad_one_is_ignored(tmp_path, capsys):
     policy = tmp_path / "policy.yaml"
     shutil.copy(ROOT / "webhook" / "data" / "default-policy.yaml", policy)
-    server = start_server(tmp_path, workers=2, policy=policy, env=RELOAD_ENV)
+    server = start_server(tmp_path, workers=2, policy=policy, reload_seconds=RELOAD_SECONDS)
     try:
         assert _pool_in_answer(server) == "h100-80"
         gen = LoadGenerator(server, rps=100, connections=6).start()
@@ -179,7 +179,7 @@ def test_expired_certificate_fails_every_call_until_replaced(tmp_path, capsys):
     """What `failurePolicy: Fail` turns into refused pod creates: a verifying client
     cannot call a webhook whose certificate has expired; replacing the files on disk
     recovers without a restart."""
-    server = start_server(tmp_path, workers=2, env=RELOAD_ENV)
+    server = start_server(tmp_path, workers=2, reload_seconds=RELOAD_SECONDS)
     try:
         pids = server.worker_pids()
         expired = _install_serving_cert(server, days=-1)
