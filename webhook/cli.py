@@ -13,12 +13,14 @@ COMMANDS = {
     "serve": "webhook.commands.serve",
     "mutate": "webhook.commands.mutate",
     "catalog": "webhook.commands.catalog",
+    "plan": "webhook.commands.plan",
 }
 
 HELP = {
     "serve": "run the admission webhook (gunicorn, TLS)",
     "mutate": "show what the webhook would do to a Pod or workload manifest",
     "catalog": "print the built-in MIG profile catalog",
+    "plan": "plan MIG layouts for a demand: mig-parted config, node labels, density report",
 }
 
 
