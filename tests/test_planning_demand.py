@@ -46,6 +46,8 @@ def test_every_example_pod_gets_what_the_webhook_gives_it():
             limits: dict[str, int] = {}
             for c in mutated["spec"]["containers"]:
                 for key, value in c["resources"]["limits"].items():
+                    if not key.startswith("nvidia.com/"):
+                        continue
                     resource = WHOLE_GPU if key == "nvidia.com/gpu" else key.removeprefix("nvidia.com/mig-")
                     limits[resource] = limits.get(resource, 0) + int(value)
             assert dict(workload.per_replica) == limits, workload.label
