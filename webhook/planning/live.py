@@ -5,19 +5,18 @@ through the webhook carries its slice (resource nvidia.com/mig-<profile>, annota
 gpu-rightsizer.io/assigned-profile); any other pod is sized by the webhook's decision.
 GPU nodes: GPU feature discovery labels (nvidia.com/gpu.product, gpu.count, mig.config,
 mig.strategy) and status.allocatable. The client's typed models drop unknown fields,
-so responses are read with _preload_content=False and decoded as JSON.
+so objects are read through kubernetes.dynamic as plain dicts.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 from webhook import annotations as ann
 from webhook.catalog import GpuModel, builtin_catalog
 from webhook.decision import BadObject, decide
 from webhook.planning.demand import Demand, Workload, pod_resources
-from webhook.planning.geometry import WHOLE_GPU, WHOLE_LAYOUT, Layout, realise
+from webhook.planning.geometry import WHOLE_LAYOUT, Layout, realise
 from webhook.planning.migparted import PREFIX
 from webhook.planning.solver import LiveGpu
 from webhook.policy import Policy, Pool
@@ -45,34 +44,31 @@ def api_client(kubeconfig: str | None):
     return client.ApiClient(configuration)
 
 
-def list_items(api, path: str, label_selector: str | None = None) -> list[dict]:
-    """Every item of a list endpoint, following `continue` tokens."""
+def list_items(api, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict]:
+    """Every item of a list, following `continue` tokens, as plain dicts.
+
+    kubernetes.dynamic works across client versions (the generated ApiClient.call_api
+    changed its signature) and its ResourceInstance.to_dict() is the JSON the API
+    server sent, not a typed model that drops fields."""
+    from kubernetes.dynamic import DynamicClient
+
+    resource = DynamicClient(api).resources.get(api_version=api_version, kind=kind)
     items, token = [], None
     while True:
-        query = [("limit", 500)]
-        if label_selector:
-            query.append(("labelSelector", label_selector))
-        if token:
-            query.append(("continue", token))
-        response = api.call_api(
-            path, "GET", query_params=query, header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
-        )
-        body = json.loads(response.data)
-        items.extend(body.get("items") or [])
-        token = (body.get("metadata") or {}).get("continue")
+        page = resource.get(namespace=namespace, label_selector=label_selector, limit=500, _continue=token).to_dict()
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
         if not token:
             return items
 
 
 def read_cluster(api) -> tuple[list[dict], list[dict]]:
     """(pods of opted-in namespaces, nodes)."""
-    namespaces = list_items(api, "/api/v1/namespaces", f"{OPT_IN_LABEL}=true")
+    namespaces = list_items(api, "v1", "Namespace", label_selector=f"{OPT_IN_LABEL}=true")
     pods = []
     for ns in namespaces:
-        name = ns["metadata"]["name"]
-        pods.extend(list_items(api, f"/api/v1/namespaces/{name}/pods"))
-    return pods, list_items(api, "/api/v1/nodes")
+        pods.extend(list_items(api, "v1", "Pod", namespace=ns["metadata"]["name"]))
+    return pods, list_items(api, "v1", "Node")
 
 
 # --- pods -> demand -------------------------------------------------------------------
