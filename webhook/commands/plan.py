@@ -27,6 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--gpus", metavar="POOL=N,...", help="GPUs each pool has (pool name or GPU model); unnamed pools: as many as needed")
     parser.add_argument("--mig-config", metavar="FILE", help="the mig-parted config the cluster uses now (to read nodes' nvidia.com/mig.config)")
     parser.add_argument("--time-limit", type=float, default=10.0, metavar="SECONDS", help="solver time limit for the whole plan (default 10)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="CP-SAT search workers (default 1: the same input gives the same plan; more can be faster but may pick another optimum)")
     parser.add_argument("--report", metavar="DIR", help="write report.md, report.json, PNG charts and the mig-parted config here")
     parser.add_argument("--config-out", metavar="FILE", help="write the mig-parted config here (default: printed after the table)")
 
@@ -41,6 +43,8 @@ def run(args) -> int:
     live_mode = bool(args.kubeconfig or args.in_cluster)
     if not args.paths and not live_mode:
         return _fail("plan needs manifests (FILE_OR_DIR...) or a cluster (--kubeconfig K / --in-cluster)")
+    if args.workers < 1:
+        return _fail(f"--workers: {args.workers} is not a positive number of workers")
     if args.time_limit <= 0:
         return _fail(f"--time-limit: {args.time_limit:g} is not a positive number of seconds")
     try:
@@ -53,6 +57,10 @@ def run(args) -> int:
             supply, notes = _live(args, policy, demand)
     except (DemandError, PlanError, ValueError, OSError) as err:
         return _fail(str(err))
+    except Exception as err:  # noqa: BLE001 - the kubernetes client's many errors: name them, no traceback
+        if not type(err).__module__.startswith(("kubernetes", "urllib3")):
+            raise
+        return _fail(f"cannot read the cluster: {type(err).__name__}: {str(err).strip().splitlines()[0][:300]}")
 
     for w in demand.workloads:
         if w.action in ("deny", "invalid"):
@@ -65,16 +73,34 @@ def run(args) -> int:
               "(no nvidia.com/gpu request, skipped, refused or zero replicas)")
         return 0
     try:
-        plan = plan_fleet(demand, policy, limits, supply, time_limit=args.time_limit)
+        plan = plan_fleet(demand, policy, limits, supply, time_limit=args.time_limit, workers=args.workers)
     except PlanError as err:
         return _fail(str(err))
 
     data = summary(plan)
     print(terminal_table(data))
     config, labels = build_config(plan)
+    if not plan.live:
+        for pool_plan in plan.pools:
+            for name, (layout, n) in migparted.layout_counts([g.layout for g in pool_plan.used_gpus]).items():
+                print(f"  {pool_plan.pool.name}: {n:>4} GPUs  {name}  ({layout.describe()})")
     text = "# mig-parted config written by gpu-rightsizer plan (apply with the GPU operator's mig-manager)\n" + migparted.dump(config)
+    try:
+        _write_outputs(args, plan, text, labels)
+    except OSError as err:
+        return _fail(f"cannot write the report or config: {err}")
+    for line in labels:
+        print(line)
+    for m in data["moves"]:
+        print(f"move: {m['pod']}: {m['from']} -> {m['to']}")
+    for item in data["left_over"]:
+        print(f"left over: {item['pod']} ({item['resource']}): {item['why']}", file=sys.stderr)
+    return 1 if data["left_over"] else 0
+
+
+def _write_outputs(args, plan: FleetPlan, text: str, labels: list[str]) -> None:
     if args.report:
-        data = write_report(plan, args.report)
+        write_report(plan, args.report)
         with open(os.path.join(args.report, "mig-parted-config.yaml"), "w", encoding="utf-8") as fh:
             fh.write(text)
         if labels:
@@ -86,13 +112,6 @@ def run(args) -> int:
             fh.write(text)
     elif not args.report:
         print(text, end="")
-    for line in labels:
-        print(line)
-    for m in data["moves"]:
-        print(f"move: {m['pod']}: {m['from']} -> {m['to']}")
-    for item in data["left_over"]:
-        print(f"left over: {item['pod']} ({item['resource']}): {item['why']}", file=sys.stderr)
-    return 1 if data["left_over"] else 0
 
 
 def _live(args, policy, demand: Demand):

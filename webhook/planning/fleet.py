@@ -102,6 +102,7 @@ def plan_fleet(
     limits: dict[str, int] | None = None,
     live: dict[str, list[LiveGpu]] | None = None,
     time_limit: float = 10.0,
+    workers: int = 1,
 ) -> FleetPlan:
     limits = limits or {}
     counts = demand.counts()
@@ -114,7 +115,7 @@ def plan_fleet(
         if not pool_demand and not gpus:
             continue
         problem = PoolProblem(pool, pool_demand, limit=limits.get(pool.name), live=gpus)
-        pools.append(solve_pool(problem, time_limit=time_limit / max(1, len(policy.pools))))
+        pools.append(solve_pool(problem, time_limit=time_limit / max(1, len(policy.pools)), workers=workers))
     placements, left_over = _place(demand.units, pools)
     return FleetPlan(policy, demand, pools, placements, left_over, live=live is not None)
 

@@ -68,6 +68,15 @@ def _entry(layout: Layout, devices) -> dict:
     return entry
 
 
+def layout_counts(layouts: list[Layout]) -> dict[str, tuple[Layout, int]]:
+    """config name -> (layout, how many GPUs get it), most GPUs first."""
+    out: dict[str, tuple[Layout, int]] = {}
+    for layout in layouts:
+        name = layout_name(layout)
+        out[name] = (layout, out.get(name, (layout, 0))[1] + 1)
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1][1], kv[0])))
+
+
 def config_for_layouts(layouts: list[Layout]) -> dict[str, list[dict]]:
     """name -> entries for GPU layouts applied to every GPU of a node (`devices: all`)."""
     return {layout_name(l): [_entry(l, "all")] for l in sorted({l.key: l for l in layouts}.values(), key=layout_name)}

@@ -74,7 +74,6 @@ class PoolPlan:
     lower_bound: int
     seconds: float
     supply: str
-    infeasible_reason: str | None = None
 
     @property
     def used_gpus(self) -> list[PlannedGpu]:
@@ -144,7 +143,7 @@ def _options(problem: PoolProblem) -> list[Layout]:
     return options
 
 
-def solve_pool(problem: PoolProblem, time_limit: float = 10.0, workers: int = 2) -> PoolPlan:
+def solve_pool(problem: PoolProblem, time_limit: float = 10.0, workers: int = 1) -> PoolPlan:
     started = time.perf_counter()
     pool, demand = problem.pool, {k: v for k, v in problem.demand.items() if v > 0}
     _check_demand(pool, demand)
@@ -193,6 +192,8 @@ def solve_pool(problem: PoolProblem, time_limit: float = 10.0, workers: int = 2)
     stages_def.append(("stranded-MiB", sum(stranded[j] * var for (_, j), var in uses.items())))
 
     solver = cp_model.CpSolver()
+    # One worker by default: CP-SAT's parallel portfolio may return a different optimum
+    # on each run, and a config that changes between identical runs makes noisy diffs.
     solver.parameters.num_workers = workers
     stages: list[StageResult] = []
     deadline = started + time_limit
