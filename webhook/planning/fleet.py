@@ -114,7 +114,11 @@ def plan_fleet(
             gpus = []
         if not pool_demand and not gpus:
             continue
-        problem = PoolProblem(pool, pool_demand, limit=limits.get(pool.name), live=gpus)
+        occupancy: dict[str, int] = {}
+        for unit in demand.units:
+            if unit.pool == pool.name and unit.workload.node:
+                occupancy[unit.workload.node] = occupancy.get(unit.workload.node, 0) + 1
+        problem = PoolProblem(pool, pool_demand, limit=limits.get(pool.name), live=gpus, occupancy=occupancy)
         pools.append(solve_pool(problem, time_limit=time_limit / max(1, len(policy.pools)), workers=workers))
     placements, left_over = _place(demand.units, pools)
     return FleetPlan(policy, demand, pools, placements, left_over, live=live is not None)
@@ -132,25 +136,36 @@ def _place(units: list[Unit], pools: list[PoolPlan]) -> tuple[list[Placement], l
                 slots.setdefault(WHOLE_GPU, []).append((gpu, None))
             for inst in gpu.layout.instances:
                 slots.setdefault(inst.profile, []).append((gpu, inst))
-        pending = [u for u in units if u.pool == pool_name]
-        # Pass 1: live pods stay on their node when it has a free slot of their kind.
-        rest = []
-        for unit in pending:
-            free = slots.get(unit.resource, [])
-            here = next((i for i, (g, _) in enumerate(free) if unit.workload.node and g.node == unit.workload.node), None)
-            if here is None:
-                rest.append(unit)
+        pods: dict[tuple, list[Unit]] = {}
+        for unit in units:
+            if unit.pool == pool_name:
+                pods.setdefault((id(unit.workload), unit.replica), []).append(unit)
+        # A pod is placed whole or not at all (half a 2-GPU pod does not run). Live pods
+        # first try to stay on their node; then any free slots.
+        ordered = sorted(pods.values(), key=lambda us: us[0].workload.node is None)
+        for pod_units in ordered:
+            node = pod_units[0].workload.node
+            taken = _take(slots, pod_units, node) if node else None
+            taken = taken or _take(slots, pod_units, None)
+            if taken is None:
+                left_over.extend((u, _why(plan, u.resource)) for u in pod_units)
             else:
-                gpu, inst = free.pop(here)
-                placements.append(Placement(unit, gpu, inst))
-        for unit in rest:
-            free = slots.get(unit.resource, [])
-            if free:
-                gpu, inst = free.pop(0)
-                placements.append(Placement(unit, gpu, inst))
-            else:
-                left_over.append((unit, _why(plan, unit.resource)))
+                placements.extend(Placement(u, gpu, inst) for u, (gpu, inst) in zip(pod_units, taken))
     return placements, left_over
+
+
+def _take(slots: dict, pod_units: list[Unit], node: str | None):
+    """Remove and return one free slot per unit (on ``node`` when given), or None."""
+    taken = []
+    for unit in pod_units:
+        free = slots.get(unit.resource, [])
+        i = next((i for i, (g, _) in enumerate(free) if node is None or g.node == node), None)
+        if i is None:
+            for u, slot in zip(pod_units, taken):  # give back what this pod took
+                slots[u.resource].insert(0, slot)
+            return None
+        taken.append(free.pop(i))
+    return taken
 
 
 def _why(plan: PoolPlan, resource: str) -> str:

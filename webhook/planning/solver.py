@@ -38,6 +38,9 @@ class PoolProblem:
     demand: dict[str, int]  # resource (profile or WHOLE_GPU) -> units
     limit: int | None = None  # fleet sizing: at most this many GPUs (None: as many as needed)
     live: list[LiveGpu] | None = None  # live supply: exactly these GPUs
+    # live: demand units running on each node now; among interchangeable GPUs the plan
+    # uses those on busy nodes, so fewer pods move
+    occupancy: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -242,7 +245,7 @@ def _expand(problem: PoolProblem, options: list[Layout], values: dict) -> list[P
     for gpu in problem.live:
         by_class.setdefault(gpu.current.key if gpu.current else None, []).append(gpu)
     for key, members in by_class.items():
-        free = list(members)
+        free = sorted(members, key=lambda g: -problem.occupancy.get(g.node, 0))
         # Unchanged GPUs first, so a GPU that keeps its layout is a GPU that already has it.
         order = sorted(range(len(options)), key=lambda j: options[j].key != key)
         for j in order:
