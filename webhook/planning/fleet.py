@@ -30,8 +30,14 @@ class FleetPlan:
 
     @property
     def whole_gpu_baseline(self) -> int:
-        """GPUs the same demand takes when every replica keeps its whole-GPU request."""
-        return sum(w.replicas * _whole_gpus(w) for w in self.demand.workloads if w.pool)
+        """GPUs the planned pods take when each keeps its whole-GPU request (a slice was
+        a request for 1 GPU). Left-over pods are not counted on either side."""
+        left = {(id(u.workload), u.replica) for u, _ in self.left_over}
+        return sum(
+            _whole_gpus(w) * sum((id(w), r) not in left for r in range(w.replicas))
+            for w in self.demand.workloads
+            if w.pool
+        )
 
     @property
     def gpu_count(self) -> int:

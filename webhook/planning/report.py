@@ -99,7 +99,7 @@ def markdown(data: dict, charts: list[str]) -> str:
     out = ["# GPU density report", ""]
     ratio = f"{data['ratio']:.2f}x" if data["ratio"] else "n/a"
     out += [
-        f"- Pods planned: {data['pods']} ({', '.join(f'{k}: {v}' for k, v in data['workloads_by_decision'].items())} workloads by webhook decision)",
+        f"- Pods needing GPUs: {data['pods']} ({', '.join(f'{k}: {v}' for k, v in data['workloads_by_decision'].items())} workloads by webhook decision)",
         f"- GPUs with whole-GPU requests: **{data['gpus_whole_gpu_requests']}**",
         f"- GPUs with right-sized MIG slices: **{data['gpus_right_sized']}** (lower bound {data['lower_bound']}; "
         + ("proven optimal" if data["proven_optimal"] else "not proven optimal within the time limit") + ")",
