@@ -125,3 +125,18 @@ def test_unreadable_input_is_a_clear_error(tmp_path):
 def test_bad_replicas_names_the_field(tmp_path):
     demand = demand_from_manifests([_write(tmp_path, [_pod({"gpu-rightsizer.io/model-size": "3b"}, kind="Deployment", replicas="3")])], POLICY)
     assert demand.workloads[0].action == "invalid" and "Deployment.spec.replicas" in demand.workloads[0].message
+
+
+def test_two_pools_whole_gpu_pods_follow_their_node_selector(tmp_path):
+    from webhook.policy import compile_policy
+
+    policy = compile_policy({"pools": [
+        {"name": "h100", "gpuModel": "H100-80GB", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
+        {"name": "a30", "gpuModel": "A30-24GB", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A30"}},
+    ]})
+    on_a30 = _pod({}, name="a30-whole")
+    on_a30["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-A30"}
+    docs = [on_a30, _pod({}, name="anywhere"), _pod({"gpu-rightsizer.io/gpu-memory": "5Gi"}, name="small")]
+    demand = demand_from_manifests([_write(tmp_path, docs)], policy)
+    # the decision picks the pool whose profile wastes least: A30 1g.6gb for 5 GiB
+    assert demand.counts() == {"a30": {WHOLE_GPU: 1, "1g.6gb": 1}, "h100": {WHOLE_GPU: 1}}

@@ -5,22 +5,22 @@ import pytest
 
 from layout_checker import count_vectors, layout_problems
 from webhook.planning.geometry import WHOLE_GPU, realise
-from webhook.planning.solver import LiveGpu, PlanError, PoolProblem, lower_bound, solve_pool
-from webhook.policy import default_policy
+from webhook.planning.solver import LiveGpu, PlanError, PoolProblem, StageResult, lower_bound, solve_pool
+from webhook.policy import compile_policy, default_policy
 
 POOL = default_policy().pools[0]
 NAMES = [p.name for p in POOL.profiles]
 
 
-@functools.lru_cache(maxsize=1)
-def _vectors():
-    return [dict(v) for v in count_vectors("H100-80GB", NAMES)]
+@functools.lru_cache(maxsize=None)
+def _vectors(model_key="H100-80GB", names=tuple(NAMES)):
+    return [dict(v) for v in count_vectors(model_key, list(names))]
 
 
-def brute_force_gpus(demand: dict[str, int]) -> int:
+def brute_force_gpus(demand: dict[str, int], model_key="H100-80GB", names=tuple(NAMES)) -> int:
     """Fewest GPUs by exhaustive search over the independently enumerated per-GPU sets."""
     keys = sorted(k for k in demand if k != WHOLE_GPU)
-    vectors = [tuple(v.get(k, 0) for k in keys) for v in _vectors()]
+    vectors = [tuple(v.get(k, 0) for k in keys) for v in _vectors(model_key, names)]
 
     @functools.lru_cache(maxsize=None)
     def best(rest: tuple[int, ...]) -> int:
@@ -56,6 +56,28 @@ def test_gpu_count_equals_brute_force_optimum(seed):
     assert plan.gpu_count == brute_force_gpus(demand), demand
     assert plan.proven_optimal and plan.gap == 0
     assert plan.gpu_count >= lower_bound(POOL, demand)
+
+
+@pytest.mark.parametrize("model_key", ["A30-24GB", "A100-40GB", "H200-141GB"])
+@pytest.mark.parametrize("seed", range(6))
+def test_other_models_match_brute_force(model_key, seed):
+    policy = compile_policy({"pools": [{"name": "p", "gpuModel": model_key}]})
+    pool = policy.pools[0]
+    names = tuple(p.name for p in pool.profiles)
+    rng = random.Random(seed)
+    demand = {name: rng.randint(1, 4) for name in rng.sample(names, min(3, len(names)))}
+    plan = solve_pool(PoolProblem(pool, demand), time_limit=10)
+    for gpu in plan.used_gpus:
+        assert layout_problems(model_key, [(i.profile, i.start, i.size) for i in gpu.layout.instances]) == []
+    assert plan.gpu_count == brute_force_gpus(demand, model_key, names), demand
+
+
+def test_gap_is_reported_when_the_search_stops_early():
+    plan = solve_pool(PoolProblem(POOL, {"1g.10gb": 1}))
+    plan.stages[0] = StageResult("gpus", 3, proven=False, bound=2.0)
+    plan.lower_bound = 1
+    plan.gpus = plan.gpus * 3
+    assert not plan.proven_optimal and plan.gap == 1
 
 
 def test_reference_mix_meets_its_lower_bound():
