@@ -3,7 +3,7 @@ of demand (one replica's MIG instance or whole GPU) put on a concrete instance."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from webhook.catalog import builtin_catalog
 from webhook.planning.demand import Demand, Unit

@@ -12,6 +12,7 @@ The GPU operator's mig-manager applies the entry named by the node's
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import yaml
@@ -47,8 +48,6 @@ def node_config_name(layouts: list[Layout]) -> str:
         f"{len(idx)}{layout_name(l).removeprefix(PREFIX + '-').removeprefix('all-')}" for l, idx in groups
     )
     if len(name) > 63 or not _LABEL_VALUE.match(name):
-        import hashlib
-
         digest = hashlib.sha256(name.encode()).hexdigest()[:10]
         name = f"{PREFIX}-mixed-{digest}"
     return name

@@ -9,7 +9,7 @@ import os
 from collections import Counter
 
 from webhook.planning.fleet import FleetPlan
-from webhook.planning.geometry import WHOLE_GPU, compute_slices, memory_mib
+from webhook.planning.geometry import memory_mib
 
 MIB_PER_GIB = 1024
 

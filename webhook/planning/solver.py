@@ -172,7 +172,6 @@ def solve_pool(problem: PoolProblem, time_limit: float = 10.0, workers: int = 1)
         if problem.limit is not None:
             model.Add(sum(uses.values()) <= problem.limit)
         limited = problem.limit is not None
-        classes = {None: []}
 
     unserved = {r: model.NewIntVar(0, n if limited else 0, f"u_{r}") for r, n in demand.items()}
     for resource, n in demand.items():
