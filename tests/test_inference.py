@@ -237,7 +237,7 @@ def test_defaults_cover_every_measured_run():
         measured = run["peak_allocated_gib"] * GIB + context_mib * MIB
         assert measured <= need.bytes * 1.001, run["model"]
         checked += 1
-    assert checked == 7
+    assert checked == len(runs) - 1 >= 7
 
 
 @pytest.mark.parametrize(
