@@ -119,7 +119,9 @@ def gpu_containers(pod: dict) -> list[tuple[ContainerRef, str, Decimal | None]]:
     spec = _mapping(pod.get("spec"), "spec")
     found = []
     for fld in CONTAINER_FIELDS:
-        containers = spec.get(fld) or []
+        containers = spec.get(fld)
+        if containers is None:
+            continue
         if not isinstance(containers, list):
             raise BadObject(f"spec.{fld}", "must be a list")
         for i, container in enumerate(containers):

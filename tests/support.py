@@ -1,0 +1,120 @@
+"""Shared test material: the real AdmissionReviews captured from kube-apiserver v1.36.3, the
+default policy, and a validator for the Pod schema of a recent Kubernetes release."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# ../shared beside the project root holds the material the fixtures were copied from;
+# tests prefer it when it is there so that the copies cannot drift unnoticed.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+K8S_SCHEMA_VERSION = "1.36.0"
+
+
+def captured_review(name: str) -> dict:
+    """The AdmissionReview body of a capture (``pod-create``, ``pod-create-dry-run``...)."""
+    with open(FIXTURES / "admission-reviews" / f"{name}.json") as fh:
+        return json.load(fh)["review"]
+
+
+def captured_pod(name: str = "pod-create") -> dict:
+    return copy.deepcopy(captured_review(name)["request"]["object"])
+
+
+def review_for(pod: dict, *, operation: str = "CREATE", dry_run: bool = False, uid: str = "uid-1") -> dict:
+    review = copy.deepcopy(captured_review("pod-create"))
+    review["request"].update(object=pod, operation=operation, dryRun=dry_run, uid=uid)
+    return review
+
+
+def gpu_pod(annotations: dict | None = None, gpus: str = "1", **spec) -> dict:
+    """A minimal pod as the API server would send it: requests defaulted from limits."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "ml", "annotations": dict(annotations or {})},
+        "spec": {
+            "containers": [
+                {
+                    "name": "server",
+                    "image": "vllm/vllm-openai:v0.6.0",
+                    "resources": {
+                        "limits": {"cpu": "2", "nvidia.com/gpu": gpus},
+                        "requests": {"cpu": "2", "nvidia.com/gpu": gpus},
+                    },
+                }
+            ],
+            **spec,
+        },
+    }
+
+
+def validate_pod(pod: dict) -> None:
+    """Raise if ``pod`` is not a valid v1 Pod for the schema of a recent release."""
+    import kubernetes_validate
+
+    kubernetes_validate.validate(pod, K8S_SCHEMA_VERSION, strict=True)
+
+
+class RunningServer:
+    """A real `gpu-rightsizer serve` (gunicorn, TLS with its own generated CA)."""
+
+    def __init__(self, workdir, *args: str, env: dict | None = None):
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.cert_dir = Path(workdir) / "certs"
+        self.log_path = Path(workdir) / f"serve-{self.port}.log"
+        self.log = open(self.log_path, "wb")
+        command = [
+            sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            "--cert-dir", str(self.cert_dir), *args,
+        ]
+        self.proc = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=workdir
+        )
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.ca = self.cert_dir / "ca.crt"
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        import time
+
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited with {self.proc.returncode}: {self.output()}")
+            try:
+                if self.ca.exists() and requests.get(self.url + "/readyz", verify=str(self.ca), timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"serve was not ready in {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
