@@ -24,10 +24,9 @@ from webhook import annotations as ann
 from webhook.sizing import BYTES_PER_GIB, BYTES_PER_MIB, MemoryNeed, format_gib
 
 # Weight bytes per parameter for the inference estimate. int4 carries its quantisation
-# metadata: GPTQ/AWQ with group size 128 store an fp16 scale and a 4-bit (AWQ) or fp16
-# zero point per 128 weights, 4 + 32/128 = 4.25 bits, and keep embeddings, lm_head and
-# norms in fp16; 4.5 bits (0.5625 B) is the figure for the whole checkpoint (see
-# docs/readme-inference.md). The other precisions store no extra metadata worth counting.
+# metadata: GPTQ/AWQ with group size 128 store an fp16 scale and a zero point per 128
+# weights (4 + 32/128 = 4.25 bits) and keep embeddings, lm_head and norms in fp16; 4.5 bits
+# (9/16 B) is a flat allowance for both (docs/readme-inference.md gives per-model figures).
 WEIGHT_BYTES = {
     "fp32": Fraction(4),
     "fp16": Fraction(2),
