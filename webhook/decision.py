@@ -277,8 +277,7 @@ def decide(pod: dict, policy: Policy) -> Decision:
     if choice is None:
         pool, biggest = largest_profile(policy.pools)
         reason = (
-            # The core wording is kept as it was; with a utilization the comparison is shown.
-            f"{describe_excess(need, biggest)}{':' if need.utilization != 1 else ''} exceeds the largest MIG profile of every pool "
+            f"{describe_excess(need, biggest)} exceeds the largest MIG profile of every pool "
             f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * 1024 * 1024)})"
         )
         if policy.on_oversize == "deny":

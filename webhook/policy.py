@@ -228,8 +228,6 @@ def _compile_pool(index: int, spec: PoolSpec, catalog: Catalog) -> Pool:
         if not key:
             raise PolicyError(f"{path}.nodeSelector: keys must not be empty")
     product = spec.node_selector.get(PRODUCT_LABEL) or (model.aliases[0] if model.aliases else model.key)
-    if spec.strategy == "single" and not product:
-        raise PolicyError(f"{path}.nodeSelector: a single-strategy pool needs a {PRODUCT_LABEL} value")
     return Pool(
         name=spec.name,
         model=model,

@@ -80,10 +80,12 @@ def describe_fit(need: MemoryNeed, profile: MigProfile) -> str:
 
 
 def describe_excess(need: MemoryNeed, profile: MigProfile) -> str:
+    """The lead of an oversize message: the core's `... = 156.46 GiB`, or with a
+    utilization below 1 the failed comparison `... > 0.9 x 79.25 GiB of 7g.80gb:`."""
     if need.utilization == 1:
         return need.explanation
     usable = format_gib(profile.memory_mib * BYTES_PER_MIB)
-    return f"{need.explanation} > {float(need.utilization):g} x {usable} of {profile.name}"
+    return f"{need.explanation} > {float(need.utilization):g} x {usable} of {profile.name}:"
 
 
 def select_profile(need: MemoryNeed, profiles: Iterable[MigProfile]) -> MigProfile | None:
