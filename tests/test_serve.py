@@ -92,10 +92,34 @@ def test_bad_requests_get_a_4xx_with_a_json_message(server, session, body, conte
     assert says in reply.json()["error"]
 
 
-def test_a_body_over_the_limit_is_refused_with_413(server, session):
-    reply = post(session, server, b"{" + b" " * (3 * 1024 * 1024 + 10) + b"}")
-    assert reply.status_code == 413
-    assert "limit" in reply.json()["error"]
+def raw_exchange(server, head: bytes) -> bytes:
+    """Send ``head`` on a fresh verified TLS connection and read what comes back."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(server.ca))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(head)
+            chunks = []
+            while chunk := tls.recv(65536):
+                chunks.append(chunk)
+                if b"\r\n\r\n" in b"".join(chunks) and b"}" in chunks[-1]:
+                    break
+            return b"".join(chunks)
+
+
+@pytest.mark.parametrize("length", [3 * 1024 * 1024 + 1, 4 * 1024**3])
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(server, length):
+    # Only the headers are sent: the answer must come without the server reading a byte
+    # of the body it was promised.
+    head = (
+        f"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+    answer = raw_exchange(server, head)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"limit" in answer
 
 
 def test_unknown_paths_and_methods_get_json_errors(server, session):
