@@ -90,3 +90,11 @@ def test_the_issue_example_is_not_put_on_a_20gb_slice_of_any_pool():
 @pytest.mark.parametrize("hf_id", ["meta-llama/Llama-3.1-8B-Instruct", "LLAMA-3.1-8B"])
 def test_model_by_hugging_face_id(hf_id):
     assert estimate_need({**SERVING, ann.MODEL: hf_id}, POLICY) == estimate_need(SERVING, POLICY)
+
+
+def test_serving_settings_without_context_length_say_the_estimate_is_weights_only():
+    need = estimate_need({ann.MODEL: "llama-3.1-8b", ann.MAX_CONCURRENCY: "4"}, POLICY)
+    assert need.bytes == 19272626996
+    assert need.explanation == "8.03B params x 2 B (fp16) x 1.2 = 17.95 GiB (weights only: no gpu-rightsizer.io/context-length)"
+    # model alone is the documented way to use the table's params: no note
+    assert "weights only" not in estimate_need({ann.MODEL: "llama-3.1-8b"}, POLICY).explanation

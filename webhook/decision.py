@@ -190,6 +190,10 @@ def estimate_need(annotations: dict, policy: Policy) -> MemoryNeed | None:
         need = weights_need(model.params, precision, policy.overhead_factor)
     else:
         return None
+    if explicit is None and any(a in annotations for a in (ann.MAX_CONCURRENCY, ann.KV_CACHE_DTYPE, ann.ARCHITECTURE)):
+        # Serving settings without a context length cannot size a KV cache: say so rather
+        # than let them look applied.
+        need = replace(need, explanation=f"{need.explanation} (weights only: no {ann.CONTEXT_LENGTH})")
     # Outside the inference estimate the policy's default utilization does not apply (the
     # core estimate stays as it was); an explicit annotation still says what the engine takes.
     return replace(need, utilization=utilization) if utilization is not None else need
