@@ -12,9 +12,9 @@ parameter count is recomputed from the shapes and checked against the table and 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from support import measurements_path
 
 from webhook.inference import builtin_architectures
 
@@ -43,7 +43,7 @@ CITED = {
     "phi-3-medium": dict(config="microsoft/Phi-3-medium-4k-instruct/config.json", vocab=32064, hidden=5120, inter=17920, layers=40, heads=40, kv=10, head_dim=None, tied=False),
 }
 
-MEASUREMENTS = Path(__file__).resolve().parents[2] / "shared/measurements/h100-llm-memory.json"
+MEASUREMENTS = measurements_path()
 TABLE = builtin_architectures()
 
 

@@ -215,9 +215,10 @@ def test_defaults_cover_every_measured_run():
     few non-parameter buffers: llama-3.2-1b +1.4%, qwen2.5-14b +0.18 GiB), and the whole measured peak
     within 0.1% of the estimate."""
     import json
-    from pathlib import Path
 
-    runs = json.loads((Path(__file__).resolve().parents[2] / "shared/measurements/h100-llm-memory.json").read_text())
+    from support import measurements_path
+
+    runs = json.loads(measurements_path().read_text())
     context_mib = runs[0]["context_plus_cublas_mib"]
     assert context_mib <= POLICY.runtime_overhead_mib
     checked = 0

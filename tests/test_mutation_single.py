@@ -5,18 +5,16 @@ admission path with an AdmissionReview captured from kube-apiserver v1.36.3."""
 from __future__ import annotations
 
 import copy
-import json
-from pathlib import Path
 
 import jsonpatch
 import kubernetes_validate
 import pytest
+from support import captured_review
 
 from webhook import annotations as ann
 from webhook.admission import admit
 from webhook.policy import PolicyError, parse_policy_yaml
 
-CAPTURED = Path(__file__).resolve().parents[2] / "shared/admission-reviews/pod-create.json"
 K8S_VERSION = "1.36.0"
 
 SINGLE = """
@@ -37,7 +35,7 @@ SERVING = {ann.MODEL: "llama-3.1-8b", ann.PRECISION: "bf16", ann.CONTEXT_LENGTH:
 
 
 def review_with(annotations: dict) -> dict:
-    review = json.loads(CAPTURED.read_text())["review"]
+    review = copy.deepcopy(captured_review("pod-create"))
     pod = review["request"]["object"]
     pod["metadata"]["annotations"] = {**{k: v for k, v in pod["metadata"]["annotations"].items() if not k.startswith(ann.PREFIX)}, **annotations}
     return review
