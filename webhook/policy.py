@@ -123,9 +123,10 @@ class Pool:
     product: str = ""
 
     def mig_product(self, profile: MigProfile) -> str:
-        """GFD's nvidia.com/gpu.product on a single-strategy node of ``profile``: GFD
-        writes "<product>-MIG-<profile>" (NVIDIA/gpu-feature-discovery mig-strategy.go,
-        migStrategySingle.GenerateLabels: fmt.Sprintf("%s-MIG-%s", product, name))."""
+        """GFD's nvidia.com/gpu.product on a single-strategy node of ``profile``:
+        "<product>-MIG-<profile>" (NVIDIA/gpu-feature-discovery: mig-strategy.go,
+        migStrategySingle.GenerateLabels, fmt.Sprintf("%s-MIG-%s", product, name); later
+        internal/lm/resource.go getProductName joins (product, "MIG", profile) with "-")."""
         return f"{self.product}-MIG-{profile.name}"
 
 
