@@ -14,6 +14,7 @@ COMMANDS = {
     "mutate": "webhook.commands.mutate",
     "catalog": "webhook.commands.catalog",
     "estimate": "webhook.commands.estimate",
+    "certs": "webhook.commands.certs",
 }
 
 HELP = {
@@ -21,6 +22,7 @@ HELP = {
     "mutate": "show what the webhook would do to a Pod or workload manifest",
     "catalog": "print the built-in MIG profile catalog",
     "estimate": "show the sizing arithmetic for a model and serving settings, and the profile each GPU model gives",
+    "certs": "make the webhook's serving certificate and install it in a cluster",
 }
 
 
