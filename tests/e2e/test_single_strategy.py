@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-import pytest
+from controlplane import ManagedProcess, free_port, make_serving_cert, wait_for, wait_for_port
 
-# The harness (tests/e2e/controlplane.py + conftest.py) comes from branch e2e; until both
-# branches are merged this module has nothing to run against.
-cp = pytest.importorskip("controlplane", reason="tests/e2e/controlplane.py (branch e2e) is not merged yet")
-ManagedProcess, free_port, make_serving_cert = cp.ManagedProcess, cp.free_port, cp.make_serving_cert
-wait_for, wait_for_port = cp.wait_for, cp.wait_for_port
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from support import validate_pod  # noqa: E402
 
 NAMESPACE = "single-strategy"
 WEBHOOK = "e2e-single-strategy"
@@ -75,6 +74,7 @@ def test_single_strategy_pool_schedules_onto_the_gfd_labelled_node(control_plane
          "--port", str(port), "--cert-file", str(cert.cert_file), "--key-file", str(cert.key_file),
          "--workers", "1", "--threads", "2"],
         tmp_path / "webhook.log",
+        cwd=ROOT,
     )
     taint = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
     nodes = {
@@ -135,3 +135,5 @@ def test_single_strategy_pool_schedules_onto_the_gfd_labelled_node(control_plane
         "weights 14.96 GiB + KV 4.00 GiB (8192 x 4) + 2.25 GiB -> 21.2 GiB <= 0.9 x 39.50 GiB of 3g.40gb"
     )
     assert weights["metadata"]["annotations"]["gpu-rightsizer.io/assigned-profile"] == "1g.20gb"
+    validate_pod(serving)
+    validate_pod(weights)
