@@ -11,7 +11,6 @@ from webhook import annotations as ann
 from webhook.catalog import builtin_catalog
 from webhook.cli import main
 from webhook.decision import decide
-from webhook.policy import default_policy
 
 ISSUE = ["--model", "llama-3.1-8b", "--precision", "bf16", "--context-length", "8k", "--max-concurrency", "4"]
 

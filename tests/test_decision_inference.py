@@ -55,9 +55,9 @@ def test_inference_annotations_without_context_length_are_validated_too():
 
 
 def test_context_length_needs_an_architecture_and_params():
-    for annotations in ({ann.CONTEXT_LENGTH: "8k", ann.MODEL_SIZE: "7b"},
-                        {ann.CONTEXT_LENGTH: "8k", ann.ARCHITECTURE: "layers=32,kv-heads=8,head-dim=128"}):
-        decision = decide(pod(annotations), POLICY)
+    for given in ({ann.CONTEXT_LENGTH: "8k", ann.MODEL_SIZE: "7b"},
+                  {ann.CONTEXT_LENGTH: "8k", ann.ARCHITECTURE: "layers=32,kv-heads=8,head-dim=128"}):
+        decision = decide(pod(given), POLICY)
         assert decision.action == "deny"
         assert ann.CONTEXT_LENGTH in decision.message and ann.ARCHITECTURE in decision.message
 
