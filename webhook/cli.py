@@ -13,6 +13,7 @@ COMMANDS = {
     "serve": "webhook.commands.serve",
     "mutate": "webhook.commands.mutate",
     "catalog": "webhook.commands.catalog",
+    "estimate": "webhook.commands.estimate",
     "certs": "webhook.commands.certs",
     "plan": "webhook.commands.plan",
 }
@@ -21,6 +22,7 @@ HELP = {
     "serve": "run the admission webhook (gunicorn, TLS)",
     "mutate": "show what the webhook would do to a Pod or workload manifest",
     "catalog": "print the built-in MIG profile catalog",
+    "estimate": "show the sizing arithmetic for a model and serving settings, and the profile each GPU model gives",
     "certs": "make the webhook's serving certificate and install it in a cluster",
     "plan": "plan MIG layouts for a demand: mig-parted config, node labels, density report",
 }
