@@ -64,7 +64,7 @@ def test_empty_demand_says_so(tmp_path, capsys):
 def test_demand_that_does_not_fit_names_the_left_over_pods(capsys):
     assert main(["plan", MIX, "--gpus", "h100-80=30"]) == 1
     captured = capsys.readouterr()
-    assert "left over:" in captured.err and "pool h100-80 (30 GPUs)" in captured.err
+    assert "left over:" in captured.err and "does not fit: pool h100-80 has 30 GPUs" in captured.err
     assert captured.err.count("left over:") == 5  # 35 GPUs are the minimum; 5 units stay out
 
 
@@ -79,3 +79,17 @@ def test_gpus_by_model_name_and_bad_spec(capsys):
 def test_no_input_is_a_usage_error(capsys):
     assert main(["plan"]) == 2
     assert "plan needs manifests" in capsys.readouterr().err
+
+
+def test_big_fleet_report_draws_one_row_per_layout(tmp_path, capsys):
+    manifest = tmp_path / "big.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "many"},
+        "spec": {"replicas": 500, "template": {
+            "metadata": {"annotations": {"gpu-rightsizer.io/model-size": "3b"}},
+            "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": 1}}}]}}},
+    }))
+    assert main(["plan", str(manifest), "--report", str(tmp_path / "r")]) == 0
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert data["gpus_right_sized"] == 72 == data["lower_bound"]  # ceil(500 / 7)
+    assert (tmp_path / "r" / "layout-h100-80.png").read_bytes().startswith(PNG_MAGIC)

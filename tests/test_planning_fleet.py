@@ -36,7 +36,7 @@ def test_a_pod_is_placed_whole_or_left_over_whole():
     demand = Demand([_w("big", {WHOLE_GPU: 2})])
     plan = plan_fleet(demand, POLICY, {"h100-80": 1})
     assert plan.placements == [] and [u.label for u, _ in plan.left_over] == ["Pod/ns/big", "Pod/ns/big"]
-    assert "pool h100-80 (1 GPUs)" in plan.left_over[0][1]
+    assert "does not fit: pool h100-80 has 1 GPUs" in plan.left_over[0][1]
 
 
 def test_live_pods_stay_put_when_their_node_keeps_its_layout():

@@ -175,10 +175,9 @@ def _take(slots: dict, pod_units: list[Unit], node: str | None):
 
 
 def _why(plan: PoolPlan, resource: str) -> str:
-    need = plan.demand.get(resource, 0)
-    short = plan.unserved.get(resource, 0)
-    what = "whole GPUs" if resource == WHOLE_GPU else f"{resource} instances"
+    what = "whole GPU" if resource == WHOLE_GPU else f"{resource} instance"
     return (
-        f"pool {plan.pool.name} ({plan.supply}) cannot hold all {need} {what} next to the rest of "
-        f"the demand: {short} left over (the planner serves as many units as the GPUs can hold)"
+        f"does not fit: pool {plan.pool.name} has {plan.supply}; with the rest of the demand planned no "
+        f"{what} is free for it (pool demand {plan.demand.get(resource, 0)}, "
+        f"{plan.unserved.get(resource, 0)} unserved; the plan serves as many units as the GPUs hold)"
     )

@@ -12,6 +12,7 @@ from webhook.planning.fleet import FleetPlan
 from webhook.planning.geometry import memory_mib
 
 MIB_PER_GIB = 1024
+MAX_GPU_ROWS = 64  # past this a row per GPU stops being readable
 
 
 def _pool_figures(plan: FleetPlan, pool_plan) -> dict:
@@ -87,7 +88,7 @@ def terminal_table(data: dict) -> str:
         + ("proven optimal" if data["proven_optimal"] else "NOT proven optimal (time limit)")
     )
     if data["left_over"]:
-        lines.append(f"left over: {len(data['left_over'])} units (see report / --output)")
+        lines.append(f"left over: {len(data['left_over'])} units that do not fit (listed on stderr and in the report)")
     return "\n".join(lines)
 
 
@@ -168,10 +169,10 @@ def write_charts(plan: FleetPlan, data: dict, directory: str) -> list[str]:
         left.bar([i - 0.2 for i in x], [100 * (p["slice_utilisation"] or 0) for p in data["pools"]], 0.4, label="compute slices")
         left.bar([i + 0.2 for i in x], [100 * (p["memory_utilisation"] or 0) for p in data["pools"]], 0.4, label="memory")
         left.set_xticks(list(x), pools)
-        left.set_ylim(0, 100)
+        left.set_ylim(0, 120)  # room for the legend above 100%
         left.set_ylabel("% of planned GPUs in use")
         left.set_title("Utilisation per pool")
-        left.legend(loc="lower right")
+        left.legend(loc="upper center", ncol=2)
         right.bar(pools, [p["stranded_memory_gib"] for p in data["pools"]], color="#d62728", label="stranded (no instance)")
         right.bar(pools, [p["idle_instance_memory_gib"] for p in data["pools"]], bottom=[p["stranded_memory_gib"] for p in data["pools"]], color="#ffbf80", label="idle instances")
         right.set_ylabel("GiB")
@@ -188,18 +189,25 @@ def write_charts(plan: FleetPlan, data: dict, directory: str) -> list[str]:
             continue
         model = pool_plan.pool.model
         busy = {(id(pl.gpu), pl.instance) for pl in plan.placements if pl.unit.pool == pool_plan.pool.name}
-        rows = used[:64]  # one row per GPU; past 64 the picture stops being readable
-        profiles = sorted({i.profile for g in rows for i in g.layout.instances}, key=lambda n: (model.profile(n).placement_size, n))
+        # One row per GPU; a fleet too big for that gets one row per distinct layout.
+        if len(used) <= MAX_GPU_ROWS:
+            rows = [(gpu, _gpu_name(gpu, r)) for r, gpu in enumerate(used)]
+        else:
+            groups: dict[tuple, list] = {}
+            for gpu in used:
+                groups.setdefault(gpu.layout.key, []).append(gpu)
+            rows = [(gpus[0], f"{len(gpus)} GPUs") for gpus in sorted(groups.values(), key=len, reverse=True)]
+        profiles = sorted({i.profile for g, _ in rows for i in g.layout.instances}, key=lambda n: (model.profile(n).placement_size, n))
         colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(profiles)}
         fig, ax = plt.subplots(figsize=(8, 1 + 0.28 * len(rows)))
-        for row, gpu in enumerate(rows):
+        for row, (gpu, _) in enumerate(rows):
             y = len(rows) - 1 - row
             if not gpu.layout.mig_enabled:
                 ax.add_patch(Rectangle((0, y + 0.1), model.memory_slices, 0.8, color="#888"))
                 ax.text(model.memory_slices / 2, y + 0.5, "whole GPU", ha="center", va="center", fontsize=7, color="white")
                 continue
             for inst in gpu.layout.instances:
-                idle = (id(gpu), inst) not in busy
+                idle = len(used) <= MAX_GPU_ROWS and (id(gpu), inst) not in busy
                 ax.add_patch(Rectangle((inst.start, y + 0.1), inst.size, 0.8, facecolor=colours[inst.profile], alpha=0.35 if idle else 1,
                                        edgecolor="black", hatch="//" if idle else None, linewidth=0.5))
                 ax.text(inst.start + inst.size / 2, y + 0.5, inst.profile, ha="center", va="center", fontsize=6)
@@ -207,10 +215,9 @@ def write_charts(plan: FleetPlan, data: dict, directory: str) -> list[str]:
         ax.set_ylim(0, len(rows))
         ax.set_xticks(range(model.memory_slices + 1))
         ax.set_xlabel("memory slice (placement start)")
-        ax.set_yticks([len(rows) - 1 - r + 0.5 for r in range(len(rows))], [_gpu_name(g, r) for r, g in enumerate(rows)], fontsize=6)
-        title = f"Pool {pool_plan.pool.name} ({model.key}): GPU layouts, hatched = idle instance"
-        if len(used) > len(rows):
-            title += f" (first {len(rows)} of {len(used)} GPUs)"
+        ax.set_yticks([len(rows) - 1 - r + 0.5 for r in range(len(rows))], [label for _, label in rows], fontsize=6)
+        title = f"Pool {pool_plan.pool.name} ({model.key}): GPU layouts"
+        title += ", hatched = idle instance" if len(used) <= MAX_GPU_ROWS else f" ({len(used)} GPUs, one row per layout)"
         ax.set_title(title, fontsize=9)
         fig.tight_layout()
         name = f"layout-{pool_plan.pool.name}.png"
