@@ -111,6 +111,11 @@ def test_what_the_webhook_leaves_alone_or_refuses_is_reported_with_its_message(t
     assert by["cpu"].action == "ignore" and not by["cpu"].per_replica
     assert by["cm"].action == "invalid" and "ConfigMap" in by["cm"].message
     assert demand.counts() == {"h100-80": {WHOLE_GPU: 3}}
+    # the very message the webhook gives
+    from webhook.decision import decide
+
+    for name, doc in (("bad", docs[0]), ("unsized", docs[1]), ("huge", docs[3])):
+        assert by[name].message == decide(doc, POLICY).message
 
 
 def test_unreadable_input_is_a_clear_error(tmp_path):

@@ -76,3 +76,9 @@ def test_pods_keep_their_slice_or_get_the_decision():
     assert by["held"].action == "assigned" and dict(by["held"].per_replica) == {"2g.20gb": 1} and by["held"].node == "n1"
     assert by["fresh"].action == "rewrite" and dict(by["fresh"].per_replica) == {"1g.20gb": 1}
     assert dict(by["whole"].per_replica) == {WHOLE_GPU: 2}
+
+
+def test_a_slice_no_pool_has_is_reported_not_resized():
+    demand = demand_from_pods([_pod("odd", {"nvidia.com/mig-1g.5gb": "1"})], POLICY)
+    w = demand.workloads[0]
+    assert w.action == "invalid" and "nvidia.com/mig-1g.5gb, which no pool's GPU model has" in w.message and not demand.units

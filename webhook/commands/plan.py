@@ -15,6 +15,7 @@ from webhook.planning import live as live_labels
 from webhook.planning import migparted
 from webhook.planning.demand import Demand, DemandError, demand_from_manifests
 from webhook.planning.fleet import FleetPlan, parse_gpus, plan_fleet
+from webhook.planning.geometry import WHOLE_GPU
 from webhook.planning.report import summary, terminal_table, write_report
 from webhook.planning.solver import PlanError
 
@@ -65,6 +66,8 @@ def run(args) -> int:
     for w in demand.workloads:
         if w.action in ("deny", "invalid"):
             print(f"gpu-rightsizer: {w.label} ({w.source}): not planned: {w.action}: {w.message}", file=sys.stderr)
+        elif w.action in ("unchanged", "whole-gpu", "ignore") and any(r == WHOLE_GPU for r, _ in w.per_replica):
+            print(f"gpu-rightsizer: {w.label}: keeps whole GPUs ({w.action}): {w.message}", file=sys.stderr)
     for note in notes or ():
         print(f"gpu-rightsizer: {note}", file=sys.stderr)
     if not demand.units:

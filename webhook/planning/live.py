@@ -89,7 +89,11 @@ def _assigned(pod: dict, policy: Policy) -> tuple[Pool, dict[str, int]] | None:
         return None
     first = next(iter(counts))
     found = policy.pool_by_profile.get(first)
-    return (found[0], counts) if found else None
+    if found:
+        return found[0], counts
+    # a profile the policy no longer lets the webhook pick: the pool whose GPUs have it
+    pool = next((p for p in policy.pools if p.model.profile(first) is not None), None)
+    return (pool, counts) if pool else (None, counts)
 
 
 def workload_of_pod(pod: dict, policy: Policy) -> Workload:
@@ -99,6 +103,9 @@ def workload_of_pod(pod: dict, policy: Policy) -> Workload:
         node=(pod.get("spec") or {}).get("nodeName"),
     )
     assigned = _assigned(pod, policy)
+    if assigned is not None and assigned[0] is None:
+        held = ", ".join(f"nvidia.com/mig-{p}" for p in assigned[1])
+        return Workload(**base, replicas=0, action="invalid", message=f"holds {held}, which no pool's GPU model has")
     if assigned is not None:
         pool, counts = assigned
         profile = (meta.get("annotations") or {}).get(ann.ASSIGNED_PROFILE) or ",".join(counts)
