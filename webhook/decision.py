@@ -256,9 +256,8 @@ def decide(pod: dict, policy: Policy) -> Decision:
 
     if not any(a in annotations for a in ann.SIZING_ANNOTATIONS):
         hint = (
-            f"pod requests {GPU_RESOURCE} but has no sizing annotation; add "
-            f"{ann.MODEL_SIZE} (e.g. \"7b\"), {ann.GPU_MEMORY} (e.g. \"18Gi\") or "
-            f"{ann.PROFILE} to right-size it into a MIG slice"
+            f"no sizing annotation, so the {GPU_RESOURCE} request stays; add {ann.MODEL_SIZE} "
+            f"(\"7b\"), {ann.MODEL} (\"llama-3.1-8b\"), {ann.GPU_MEMORY} (\"18Gi\") or {ann.PROFILE}"
         )
         return Decision("unchanged", message=hint, warnings=warnings)
     if not single:
@@ -266,38 +265,30 @@ def decide(pod: dict, policy: Policy) -> Decision:
 
     if explicit is not None:
         pool, profile = explicit
-        return Decision(
-            "rewrite",
-            message=_rewrite_message(pool, profile, None, single),
-            pool=pool,
-            profile=profile,
-            need=need,
-            workload_class=workload_class,
-            containers=single,
-            warnings=warnings,
-        )
-
-    choice = choose_pool(need, policy.pools)
-    if choice is None:
-        pool, biggest = largest_profile(policy.pools)
-        reason = (
-            f"{describe_excess(need, biggest)} exceeds the largest MIG profile of every pool "
-            f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * 1024 * 1024)})"
-        )
-        if policy.on_oversize == "deny":
-            return Decision("deny", message=f"{reason}; refused (onOversize: deny)", need=need)
-        return Decision(
-            "whole-gpu",
-            message=f"{reason}; keeping the whole-GPU request (onOversize: whole-gpu)",
-            need=need,
-            containers=single,
-            warnings=warnings,
-        )
+        sized_by = None  # the profile annotation decides; the message says so
+    else:
+        choice = choose_pool(need, policy.pools)
+        if choice is None:
+            pool, biggest = largest_profile(policy.pools)
+            reason = (
+                f"{describe_excess(need, biggest)} exceeds the largest MIG profile of every pool "
+                f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * 1024 * 1024)})"
+            )
+            if policy.on_oversize == "deny":
+                return Decision("deny", message=f"{reason}; refused (onOversize: deny)", need=need)
+            return Decision(
+                "whole-gpu",
+                message=f"{reason}; keeping the whole-GPU request (onOversize: whole-gpu)",
+                need=need,
+                containers=single,
+                warnings=warnings,
+            )
+        pool, profile, sized_by = choice.pool, choice.profile, need
     return Decision(
         "rewrite",
-        message=_rewrite_message(choice.pool, choice.profile, need, single),
-        pool=choice.pool,
-        profile=choice.profile,
+        message=_rewrite_message(pool, profile, sized_by, single),
+        pool=pool,
+        profile=profile,
         need=need,
         workload_class=workload_class,
         containers=single,
