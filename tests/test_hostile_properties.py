@@ -218,3 +218,28 @@ def test_valid_pods_with_any_other_annotations_stay_valid(extra):
             annotations[key] = value
     assume(_valid_pod(review["request"]["object"]))
     _check_answer(review)
+
+
+def _containers_review(count: int, gpus: str) -> dict:
+    review = captured_review("pod-create")
+    template = review["request"]["object"]["spec"]["containers"][0]
+    containers = []
+    for i in range(count):
+        container = copy.deepcopy(template)
+        container["name"] = f"c{i:04d}"
+        container["resources"]["limits"]["nvidia.com/gpu"] = container["resources"]["requests"]["nvidia.com/gpu"] = gpus
+        containers.append(container)
+    review["request"]["object"]["spec"]["containers"] = containers
+    return review
+
+
+def test_a_thousand_containers_do_not_inflate_the_decision_annotation():
+    outcome = admit(_containers_review(1000, "1"), POLICY)
+    decision = next(op["value"] for op in outcome.patch if op["path"].endswith("gpu-rightsizer.io~1decision"))
+    assert len(decision) < 600 and "and 995 more containers" in decision, decision
+
+
+def test_a_thousand_warnings_fit_the_api_servers_4_kib():
+    warnings = admit(_containers_review(1000, "2"), POLICY).response["warnings"]
+    assert sum(map(len, warnings)) <= 4096 and all(len(w) <= 256 for w in warnings)
+    assert warnings[-1].endswith("more warnings not shown") and warnings[-1].split()[1].isdigit()
