@@ -32,7 +32,10 @@ class MemoryNeed:
         return self.bytes / BYTES_PER_GIB
 
     def fits(self, profile: MigProfile) -> bool:
-        return self.bytes <= self.utilization * profile.memory_mib * BYTES_PER_MIB
+        # bytes <= utilization x memory, cross-multiplied: exact, and integer arithmetic
+        # instead of building Fractions (the hot spot of a decision, per profile).
+        u = self.utilization
+        return self.bytes * u.denominator <= u.numerator * profile.memory_mib * BYTES_PER_MIB
 
 
 @dataclass(frozen=True)
