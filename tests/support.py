@@ -57,3 +57,64 @@ def validate_pod(pod: dict) -> None:
     import kubernetes_validate
 
     kubernetes_validate.validate(pod, K8S_SCHEMA_VERSION, strict=True)
+
+
+class RunningServer:
+    """A real `gpu-rightsizer serve` (gunicorn, TLS with its own generated CA)."""
+
+    def __init__(self, workdir, *args: str, env: dict | None = None):
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.cert_dir = Path(workdir) / "certs"
+        self.log_path = Path(workdir) / f"serve-{self.port}.log"
+        self.log = open(self.log_path, "wb")
+        command = [
+            sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            "--cert-dir", str(self.cert_dir), *args,
+        ]
+        self.proc = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=workdir
+        )
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.ca = self.cert_dir / "ca.crt"
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        import time
+
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited with {self.proc.returncode}: {self.output()}")
+            try:
+                if self.ca.exists() and requests.get(self.url + "/readyz", verify=str(self.ca), timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"serve was not ready in {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

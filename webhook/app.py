@@ -1,20 +1,26 @@
 """The Flask app: a thin HTTP adapter around ``webhook.admission.admit``.
 
 Transport concerns only: content type, body limit, JSON in and out, status codes. Every
-answer is JSON; a bad request gets a 4xx naming what is wrong, never a 500.
+answer is JSON; a bad request gets a 4xx naming what is wrong, never a 500. Metrics and
+the per-admission log line are recorded by webhook.observe; /metrics is webhook.metrics.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+import time
+from typing import Callable
 
 import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from webhook import metrics
 from webhook import review as rv
 from webhook.admission import admit
+from webhook.observe import record_admission
 from webhook.policy import Policy, resolve_policy
 
 log = logging.getLogger("gpu_rightsizer")
@@ -46,7 +52,14 @@ def _error(status: int, message: str) -> Response:
     return _json({"error": message, "code": status}, status)
 
 
-def create_app(holder: PolicyHolder | None = None) -> Flask:
+def _bad_request(status: int, message: str) -> Response:
+    metrics.BAD_REQUESTS.labels(str(status)).inc()
+    return _error(status, message)
+
+
+def create_app(
+    holder: PolicyHolder | None = None, cert_not_after: Callable[[], dt.datetime | None] = lambda: None
+) -> Flask:
     holder = holder or PolicyHolder(None)
     app = Flask("gpu_rightsizer")
     app.config["MAX_CONTENT_LENGTH"] = rv.MAX_BODY_BYTES
@@ -54,14 +67,15 @@ def create_app(holder: PolicyHolder | None = None) -> Flask:
 
     @app.post("/mutate")
     def mutate() -> Response:
+        started = time.perf_counter()
         if request.mimetype != "application/json":
-            return _error(415, f"Content-Type must be application/json, not {request.mimetype[:64]!r}")
+            return _bad_request(415, f"Content-Type must be application/json, not {request.mimetype[:64]!r}")
         if request.content_length is not None and request.content_length > rv.MAX_BODY_BYTES:
-            return _error(413, f"body of {request.content_length} bytes is over the {rv.MAX_BODY_BYTES}-byte limit")
+            return _bad_request(413, f"body of {request.content_length} bytes is over the {rv.MAX_BODY_BYTES}-byte limit")
         try:
             review = rv.decode_review(request.get_data(cache=False))
         except rv.RequestError as err:
-            return _error(err.status, str(err))
+            return _bad_request(err.status, str(err))
         uid = review["request"]["uid"]
         try:
             outcome = admit(review, holder.policy)
@@ -70,8 +84,16 @@ def create_app(holder: PolicyHolder | None = None) -> Flask:
             # right-sized); the traceback goes to the log and the error to the metrics.
             log.exception("internal error deciding request %s; admitting unchanged", uid)
             response = rv.allowed(uid, warnings=["internal error; pod admitted unchanged (see webhook logs)"])
+            record_admission(review, None, time.perf_counter() - started)
             return _json(rv.review_of(response))
-        return _json(rv.review_of(outcome.response))
+        body = _json(rv.review_of(outcome.response))
+        record_admission(review, outcome, time.perf_counter() - started)
+        return body
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        body, content_type = metrics.render(cert_not_after)
+        return Response(body, status=200, content_type=content_type)
 
     @app.get("/healthz")
     def healthz() -> Response:

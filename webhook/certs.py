@@ -144,3 +144,89 @@ def write_ca_and_serving_cert(out_dir: str | Path, names: list[str]) -> CertPath
 def not_valid_after(cert_file: str | Path) -> dt.datetime:
     cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
     return cert.not_valid_after_utc
+
+
+# --- checking and reusing what is already there --------------------------------------
+
+# A serving certificate with less than this left is replaced rather than reused, so a
+# re-run of `certs generate`/`certs install --generate` a month before expiry renews it.
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class TlsBundle:
+    """PEM bytes of a serving certificate, its key and the CA that signed it, as the
+    kubernetes.io/tls Secret holds them (tls.crt, tls.key, ca.crt)."""
+
+    cert: bytes
+    key: bytes
+    ca_cert: bytes
+
+    def as_secret_data(self) -> dict[str, bytes]:
+        return {"tls.crt": self.cert, "tls.key": self.key, "ca.crt": self.ca_cert}
+
+
+def bundle_problem(bundle: TlsBundle, names: list[str], renew_before: dt.timedelta = RENEW_BEFORE,
+                   now: dt.datetime | None = None) -> str | None:
+    """Why ``bundle`` cannot serve ``names`` for at least ``renew_before`` (None when it can):
+    the chain must verify against its CA for every name, and the key must match."""
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+    now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        cert = x509.load_pem_x509_certificate(bundle.cert)
+        cas = x509.load_pem_x509_certificates(bundle.ca_cert)
+        key = serialization.load_pem_private_key(bundle.key, password=None)
+    except (ValueError, TypeError) as err:
+        return f"unreadable PEM: {err}"
+    if key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != \
+            cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        return "tls.key is not the key of tls.crt"
+    if cert.not_valid_after_utc - now < renew_before:
+        return f"the certificate expires {cert.not_valid_after_utc.isoformat()}, within {renew_before.days} days"
+    for ca in cas:
+        if ca.not_valid_after_utc - now < renew_before:
+            return f"the CA expires {ca.not_valid_after_utc.isoformat()}, within {renew_before.days} days"
+    builder = PolicyBuilder().store(Store(cas)).time(now)
+    for name in names:
+        try:
+            subject = x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            subject = x509.DNSName(name)
+        try:
+            builder.build_server_verifier(subject).verify(cert, [])
+        except VerificationError as err:
+            return f"the certificate does not verify for {name!r} against ca.crt: {err}"
+    return None
+
+
+def new_bundle(names: list[str]) -> tuple[TlsBundle, bytes]:
+    """A new CA and a serving certificate for ``names``; returns (bundle, CA key PEM)."""
+    ca_key, ca_cert = make_ca()
+    key, cert = make_serving_cert(ca_key, ca_cert, names)
+    pem = serialization.Encoding.PEM
+    return TlsBundle(cert.public_bytes(pem), _pem_key(key), ca_cert.public_bytes(pem)), _pem_key(ca_key)
+
+
+def read_bundle(cert_dir: str | Path) -> TlsBundle:
+    """tls.crt, tls.key and ca.crt from ``cert_dir``; OSError when one is missing."""
+    d = Path(cert_dir)
+    return TlsBundle((d / "tls.crt").read_bytes(), (d / "tls.key").read_bytes(), (d / "ca.crt").read_bytes())
+
+
+def ensure_cert_dir(cert_dir: str | Path, names: list[str], force: bool = False) -> tuple[CertPaths, str | None]:
+    """Reuse the certificate in ``cert_dir`` when it still serves ``names`` (so a caBundle
+    registered from it stays valid), else write a new CA and certificate. Returns the
+    paths and why a new one was made (None when reused)."""
+    out = Path(cert_dir)
+    paths = CertPaths(out / "ca.crt", out / "tls.crt", out / "tls.key")
+    if force:
+        reason: str | None = "--force"
+    else:
+        try:
+            reason = bundle_problem(read_bundle(out), names)
+        except OSError:
+            reason = f"no certificate in {out}"
+    if reason is None:
+        return paths, None
+    return write_ca_and_serving_cert(out, names), reason

@@ -13,12 +13,14 @@ COMMANDS = {
     "serve": "webhook.commands.serve",
     "mutate": "webhook.commands.mutate",
     "catalog": "webhook.commands.catalog",
+    "certs": "webhook.commands.certs",
 }
 
 HELP = {
     "serve": "run the admission webhook (gunicorn, TLS)",
     "mutate": "show what the webhook would do to a Pod or workload manifest",
     "catalog": "print the built-in MIG profile catalog",
+    "certs": "make the webhook's serving certificate and install it in a cluster",
 }
 
 

@@ -28,6 +28,9 @@ graceful_timeout = 20
 limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
+# gunicorn >= 25.1 opens a control socket under $HOME by default; the container's root
+# filesystem is read-only, and nothing here needs runtime worker management.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GPU_RIGHTSIZER_LOG_LEVEL", "info")
@@ -36,8 +39,23 @@ do_handshake_on_connect = False
 
 
 def ssl_context(conf, default_ssl_context_factory):
+    # gunicorn calls this for every new connection. One context per worker is built and
+    # handed out, and rebuilt when the certificate changes on disk (webhook/reload.py).
     import ssl
 
-    context = default_ssl_context_factory()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+    from webhook.reload import TLS
+
+    def build():
+        context = default_ssl_context_factory()
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    return TLS.context(conf.certfile, conf.keyfile, build)
+
+
+def child_exit(server, worker):
+    # A dead worker's live-gauge files are dropped; its counters stay summed in.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

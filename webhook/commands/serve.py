@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
 from webhook import gunicorn_conf
-from webhook.certs import write_ca_and_serving_cert
+from webhook.certs import ensure_cert_dir
 from webhook.commands.common import add_policy_argument, policy_or_exit
 
 
@@ -38,31 +41,59 @@ class WebhookServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        # Runs in each worker after the fork: its own policy holder, TLS context and
+        # reload thread.
         from webhook.app import PolicyHolder, create_app
+        from webhook.policy import POLICY_ENV
+        from webhook.reload import TLS, PolicyReloader, Watcher
 
-        return create_app(PolicyHolder(self.policy_path))
+        holder = PolicyHolder(self.policy_path)
+        checks = [TLS.check]
+        policy_path = self.policy_path or os.environ.get(POLICY_ENV)
+        if policy_path:
+            checks.insert(0, PolicyReloader(holder, policy_path).check)
+        Watcher(checks).start()
+        return create_app(holder, TLS.not_after)
 
 
-def _self_signed(cert_dir: str, host: str) -> tuple[str, str, str]:
+def _private_metrics_dir() -> str:
+    """A fresh directory for prometheus-client's per-worker files, removed when the
+    master exits (a worker exiting must not remove it)."""
+    path = tempfile.mkdtemp(prefix="gpu-rightsizer-metrics-")
+    master = os.getpid()
+    atexit.register(lambda: os.getpid() == master and shutil.rmtree(path, ignore_errors=True))
+    return path
+
+
+def _self_signed(cert_dir: str, host: str) -> tuple[str, str, str, str | None]:
     names = ["localhost", "127.0.0.1", "::1"]
     if host not in ("0.0.0.0", "::", *names):
         names.insert(0, host)
-    paths = write_ca_and_serving_cert(cert_dir, names)
-    return str(paths.cert), str(paths.key), str(paths.ca_cert)
+    # Reuse a certificate that still covers these names, so a caBundle registered from
+    # it stays valid across restarts.
+    paths, made_because = ensure_cert_dir(cert_dir, names)
+    return str(paths.cert), str(paths.key), str(paths.ca_cert), made_because
 
 
 def run(args) -> int:
     # Fail before forking when the policy is invalid: the error names the bad field.
     policy_or_exit(args.policy)
+    # Before anything imports prometheus_client: it picks multiprocess mode at import.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir()
+    from webhook.logs import configure
+
+    configure(gunicorn_conf.loglevel)
     cert, key = args.cert_file, args.key_file
     if bool(cert) != bool(key):
         print("gpu-rightsizer: --cert-file and --key-file go together", file=sys.stderr)
         return 2
     if not cert:
-        cert, key, ca = _self_signed(args.cert_dir, args.host)
+        cert, key, ca, made_because = _self_signed(args.cert_dir, args.host)
+        what = "reusing the CA and serving certificate" if made_because is None else \
+            f"made a self-signed CA and serving certificate ({made_because})"
         print(
-            f"gpu-rightsizer: no --cert-file given; made a self-signed CA and serving certificate "
-            f"in {Path(args.cert_dir).resolve()} (CA: {ca}, for localhost and 127.0.0.1)",
+            f"gpu-rightsizer: no --cert-file given; {what} in {Path(args.cert_dir).resolve()} "
+            f"(CA: {ca}, for localhost and 127.0.0.1)",
             file=sys.stderr,
         )
     options = {

@@ -1,0 +1,522 @@
+"""A real Kubernetes control plane on loopback for gpu-rightsizer's end-to-end tests.
+
+Runs etcd, kube-apiserver, kube-scheduler and kube-controller-manager (built by
+build-control-plane.sh) as child processes. There is no kubelet: pods are
+scheduled (bound to a node) but never run, which is all an admission webhook
+and scheduling test needs. GPU nodes are faked with `make_fake_gpu_node`.
+
+    with ControlPlane(bin_dir) as cp:
+        cp.kubectl("create", "namespace", "demo")
+
+Everything lives in one temporary directory (certs, etcd data, kubeconfig,
+component logs) that is removed on stop.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+LOG_TAIL_LINES = 40
+# kube-apiserver did not exit within 10 s of SIGTERM in our runs; nothing of
+# value is lost by killing a throwaway cluster sooner.
+STOP_GRACE_SECONDS = 3.0
+SERVICE_CIDR = "10.96.0.0/24"
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+
+# Allocatable every fake node gets unless overridden: without `pods` the
+# scheduler treats the node as full ("Too many pods").
+DEFAULT_NODE_ALLOCATABLE = {"cpu": "16", "memory": "64Gi", "pods": "110"}
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane failed to start, or a component (or a ManagedProcess) died."""
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call; unlike CalledProcessError its message has stderr."""
+
+    def __str__(self) -> str:
+        cmd = " ".join(self.cmd[3:])  # drop "kubectl --kubeconfig PATH"
+        return f"kubectl {cmd} exited {self.returncode}: {(self.stderr or '').strip()}"
+
+
+# --------------------------------------------------------------------------- utils
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0,
+             interval: float = 0.2, message: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; return that value.
+
+    Exceptions from the predicate count as "not yet" (the API server may still
+    be starting) and the last one is reported if the wait times out, except
+    ControlPlaneError: a dead component will not come back, so fail at once.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except ControlPlaneError:
+            raise
+        except Exception as e:  # noqa: BLE001 - retried, reported on timeout
+            last_error = e
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {message}{detail}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    """An unused loopback TCP port (racy by nature; fine for a test machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: have Linux SIGKILL the child if the test process dies.
+
+    Keeps a crashed or killed pytest from leaving an API server running on CI.
+    """
+    PR_SET_PDEATHSIG = 1
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+@dataclass(frozen=True)
+class ServingCert:
+    """A CA and a serving certificate it signed, as PEM files."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+    @property
+    def ca_bundle_b64(self) -> str:
+        """The CA as a webhook clientConfig.caBundle value."""
+        return base64.b64encode(self.ca_file.read_bytes()).decode()
+
+
+def _write_private_key(key, path: Path) -> None:
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+
+
+def _write_cert(cert: x509.Certificate, path: Path) -> None:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _cert_builder(subject: str, issuer: str, public_key, days: int) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            # Backdated so a slightly skewed clock never sees "not yet valid".
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=days)))
+
+
+def make_serving_cert(directory: Path | str,
+                      hosts: Sequence[str] = ("127.0.0.1", "localhost"),
+                      days: int = 2) -> ServingCert:
+    """Generate a throwaway CA and a TLS server cert for `hosts` (IPs or DNS names).
+
+    For running a webhook on loopback that kube-apiserver calls through
+    clientConfig.url, with caBundle = `ServingCert.ca_bundle_b64`.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (_cert_builder("gpu-rightsizer-e2e-ca", "gpu-rightsizer-e2e-ca", ca_key.public_key(), days)
+               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+               .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                            content_commitment=False, key_encipherment=False,
+                                            data_encipherment=False, key_agreement=False,
+                                            encipher_only=False, decipher_only=False), critical=True)
+               .sign(ca_key, hashes.SHA256()))
+
+    sans: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (_cert_builder(hosts[0], "gpu-rightsizer-e2e-ca", key.public_key(), days)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+
+    paths = ServingCert(directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
+    _write_cert(ca_cert, paths.ca_file)
+    _write_cert(cert, paths.cert_file)
+    _write_private_key(key, paths.key_file)
+    return paths
+
+
+def make_service_account_keys(directory: Path) -> tuple[Path, Path]:
+    """RSA key pair the API server signs ServiceAccount tokens with. Returns (public, private)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = directory / "sa.key", directory / "sa.pub"
+    _write_private_key(key, private)
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return public, private
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class ManagedProcess:
+    """A background process whose output goes to a log file.
+
+    Used for the control-plane components, and meant for anything else a test
+    runs beside them (e.g. the webhook server):
+
+        with ManagedProcess.start("webhook", ["gpu-rightsizer", "serve", ...], log) as wh:
+            wait_for_port(port, process=wh)
+    """
+
+    name: str
+    proc: subprocess.Popen
+    log: Path
+
+    @classmethod
+    def start(cls, name: str, argv: Sequence[str], log: Path,
+              env: Mapping[str, str] | None = None, cwd: Path | None = None) -> "ManagedProcess":
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, cwd=cwd,
+                                    env=None if env is None else dict(env),
+                                    preexec_fn=_die_with_parent)
+        return cls(name, proc, log)
+
+    def __enter__(self) -> "ManagedProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stop_all([self])
+
+    def check_alive(self) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            raise ControlPlaneError(f"{self.name} exited with code {code}; last log lines:\n"
+                                    f"{_tail(self.log)}")
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return f"--- {self.name} log, last {lines} lines ---\n{_tail(self.log, lines)}"
+
+
+def stop_all(processes: Sequence[ManagedProcess], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM all (in the given order), then SIGKILL whatever is left after `grace` s."""
+    for p in processes:
+        if p.proc.poll() is None:
+            p.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in processes:
+        try:
+            p.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.proc.kill()
+            p.proc.wait()
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0,
+                  process: ManagedProcess | None = None) -> None:
+    """Wait until something accepts TCP connections on host:port (failing fast if
+    `process`, the one expected to listen, exits)."""
+    def accepting() -> bool:
+        if process is not None:
+            process.check_alive()
+        with socket.create_connection((host, port), timeout=1):
+            return True
+
+    wait_for(accepting, timeout, message=f"{host}:{port} to accept connections")
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-scheduler + kube-controller-manager on 127.0.0.1.
+
+    Attributes set by start(): server (https URL), kubeconfig (Path), token (admin
+    bearer token, group system:masters), ca_file (the API server's serving cert,
+    which also carries its self-signed CA), workdir.
+    """
+
+    def __init__(self, bin_dir: Path | str, startup_timeout: float = 90.0,
+                 keep_workdir: bool = False):
+        self.bin_dir = Path(bin_dir)
+        self.startup_timeout = startup_timeout
+        self.keep_workdir = keep_workdir
+        self.components: list[ManagedProcess] = []
+        self.workdir: Path | None = None
+        self.server = ""
+        self.kubeconfig = Path()
+        self.ca_file = Path()
+        self.token = ""
+        self.sa_key = Path()
+        self.startup_seconds = 0.0
+
+    # ---- lifecycle
+
+    def __enter__(self) -> "ControlPlane":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "ControlPlane":
+        started = time.monotonic()
+        self.workdir = Path(tempfile.mkdtemp(prefix="gpu-rightsizer-e2e-"))
+        (self.workdir / "logs").mkdir()
+        try:
+            etcd_url = self._start_etcd()
+            self._start_apiserver(etcd_url)
+            self._write_kubeconfig()
+            self._start_scheduler()
+            self._start_controller_manager()
+            # Pods are refused until their namespace's ServiceAccount exists, and
+            # its appearance proves the controller-manager is working.
+            self.wait_for_service_account("default", timeout=self.startup_timeout)
+        except BaseException as e:
+            logs = self.log_tails()
+            self.stop()
+            if isinstance(e, (ControlPlaneError, TimeoutError)):
+                raise ControlPlaneError(f"control plane failed to start: {e}\n\n{logs}") from e
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def stop(self) -> None:
+        """Stop every component (SIGTERM, then SIGKILL) and delete the work dir."""
+        # Reverse start order: clients before the API server, API server before etcd.
+        stop_all(list(reversed(self.components)))
+        self.components.clear()
+        if self.workdir and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def check_alive(self) -> None:
+        """Raise ControlPlaneError (with log tail) if any component has exited."""
+        for c in self.components:
+            c.check_alive()
+
+    def log_tails(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "\n\n".join(c.log_tail(lines) for c in self.components)
+
+    def _spawn(self, name: str, args: Iterable[str]) -> ManagedProcess:
+        binary = self.bin_dir / name
+        if not os.access(binary, os.X_OK):
+            raise ControlPlaneError(f"{binary} is missing; run tests/e2e/build-control-plane.sh")
+        component = ManagedProcess.start(name, [str(binary), *args],
+                                         self.workdir / "logs" / f"{name}.log", cwd=self.workdir)
+        self.components.append(component)
+        return component
+
+    # ---- components
+
+    def _start_etcd(self) -> str:
+        client, peer = free_port(), free_port()
+        url = f"http://127.0.0.1:{client}"
+        etcd = self._spawn("etcd", [
+            "--name", "e2e",
+            "--data-dir", str(self.workdir / "etcd"),
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-cluster", f"e2e=http://127.0.0.1:{peer}",
+            "--log-level", "warn",
+        ])
+
+        def healthy() -> bool:
+            etcd.check_alive()
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                return json.load(r).get("health") == "true"
+
+        wait_for(healthy, self.startup_timeout, message="etcd /health")
+        return url
+
+    def _start_apiserver(self, etcd_url: str) -> None:
+        certs = self.workdir / "certs"
+        certs.mkdir()
+        sa_pub, sa_key = make_service_account_keys(certs)
+        self.sa_key = sa_key
+        self.token = secrets.token_hex(16)
+        token_file = certs / "tokens.csv"
+        token_file.write_text(f"{self.token},admin,admin,system:masters\n")
+        token_file.chmod(0o600)
+        port = free_port()
+        self.server = f"https://127.0.0.1:{port}"
+        # The API server writes a self-signed serving cert (+ its CA) here.
+        self.ca_file = certs / "apiserver.crt"
+        apiserver = self._spawn("kube-apiserver", [
+            "--etcd-servers", etcd_url,
+            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--secure-port", str(port), "--cert-dir", str(certs),
+            "--service-account-issuer", "https://kubernetes.default.svc",
+            "--service-account-key-file", str(sa_pub),
+            "--service-account-signing-key-file", str(sa_key),
+            "--service-cluster-ip-range", SERVICE_CIDR,
+            "--authorization-mode", "RBAC",
+            "--token-auth-file", str(token_file),
+            # The default admission plugins (Priority, ServiceAccount,
+            # MutatingAdmissionWebhook, ValidatingAdmissionWebhook, ...) are used as is.
+        ])
+
+        def ready() -> bool:
+            apiserver.check_alive()
+            return self.ca_file.exists() and self._get("/readyz") == "ok"
+
+        wait_for(ready, self.startup_timeout, message="kube-apiserver /readyz")
+
+    def _write_kubeconfig(self) -> None:
+        self.kubeconfig = self.workdir / "kubeconfig"
+        config = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "e2e", "cluster": {
+                "server": self.server, "certificate-authority": str(self.ca_file)}}],
+            "users": [{"name": "admin", "user": {"token": self.token}}],
+            "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
+            "current-context": "e2e",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    def _start_scheduler(self) -> None:
+        k = str(self.kubeconfig)
+        # --secure-port 0: no health endpoint to bind, so no port to pick.
+        self._spawn("kube-scheduler", [
+            "--kubeconfig", k, "--authentication-kubeconfig", k, "--authorization-kubeconfig", k,
+            "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0",
+        ])
+
+    def _start_controller_manager(self) -> None:
+        self._spawn("kube-controller-manager", [
+            "--kubeconfig", str(self.kubeconfig), "--leader-elect=false", "--secure-port", "0",
+            # No kubelets: node lifecycle would taint and evict the fake nodes, and the
+            # cloud/LB/route controllers have no cloud to talk to.
+            "--controllers",
+            "*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+            "--service-account-private-key-file", str(self.sa_key),
+            "--root-ca-file", str(self.ca_file),
+        ])
+
+    # ---- API access
+
+    def _get(self, path: str, timeout: float = 5.0) -> str:
+        """GET an API path as admin, verifying the API server's cert."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        req = urllib.request.Request(self.server + path,
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
+            return r.read().decode()
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """Run the built kubectl against this cluster; stdout/stderr are text."""
+        cmd = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, cmd, result.stdout, result.stderr)
+        return result
+
+    def get_json(self, *args: str) -> dict:
+        """`kubectl get ARGS -o json`, parsed."""
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def apply(self, *objects: Mapping[str, Any]) -> subprocess.CompletedProcess:
+        """`kubectl apply` the given manifests (dicts)."""
+        return self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(list(objects)))
+
+    def wait_for_service_account(self, namespace: str, name: str = "default",
+                                 timeout: float = 30.0) -> None:
+        def exists() -> bool:
+            self.check_alive()
+            return self.kubectl("get", "serviceaccount", name, "-n", namespace,
+                                check=False).returncode == 0
+
+        wait_for(exists, timeout, message=f"ServiceAccount {namespace}/{name}")
+
+    def create_namespace(self, name: str, timeout: float = 30.0) -> None:
+        """Create a namespace and wait until pods can be created in it."""
+        self.kubectl("create", "namespace", name)
+        self.wait_for_service_account(name, timeout=timeout)
+
+    # ---- fake nodes
+
+    def make_fake_gpu_node(self, name: str, labels: Mapping[str, str] | None = None,
+                           taints: Sequence[Mapping[str, str]] = (),
+                           allocatable: Mapping[str, str] | None = None) -> dict:
+        """Register a Ready Node with no kubelet behind it; return the stored Node.
+
+        `allocatable` (e.g. {"nvidia.com/mig-1g.10gb": "2"}) is merged over
+        DEFAULT_NODE_ALLOCATABLE and also used as capacity. `taints` are dicts
+        with key/value/effect. The scheduler then binds pods to it by these
+        resources; the pods never run.
+        """
+        resources = {**DEFAULT_NODE_ALLOCATABLE, **(allocatable or {})}
+        self.apply({"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "labels": dict(labels or {})},
+                    "spec": {"taints": [dict(t) for t in taints]}})
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = {"status": {
+            "capacity": resources, "allocatable": resources,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "fake node for e2e tests",
+                            "lastHeartbeatTime": now, "lastTransitionTime": now}],
+        }}
+        self.kubectl("patch", "node", name, "--subresource=status", "--type=merge",
+                     "-p", json.dumps(status))
+        self._remove_not_ready_taint(name)
+        return self.get_json("node", name)
+
+    def _remove_not_ready_taint(self, name: str) -> None:
+        # TaintNodesByCondition admission adds node.kubernetes.io/not-ready:NoSchedule
+        # to every new node; with no kubelet and no node-lifecycle controller
+        # nothing would ever remove it, and the scheduler would skip the node.
+        taints = self.get_json("node", name).get("spec", {}).get("taints") or []
+        if any(t.get("key") == NOT_READY_TAINT for t in taints):
+            self.kubectl("taint", "node", name, f"{NOT_READY_TAINT}:NoSchedule-")

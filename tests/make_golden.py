@@ -1,0 +1,41 @@
+"""Writes tests/fixtures/golden/*.response.json from the requests beside them.
+
+Run by hand (`python tests/make_golden.py`) only when a change of behaviour is intended,
+then read the diff of the responses: they are the contract test_admission.py holds to.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from webhook.admission import admit  # noqa: E402
+from webhook.policy import default_policy  # noqa: E402
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+
+
+def readable(response: dict) -> dict:
+    """The response with its patch decoded, so a diff of the file can be read."""
+    out = dict(response["response"]) if "response" in response else dict(response)
+    if "patch" in out:
+        out["patch"] = json.loads(base64.b64decode(out["patch"]))
+    return out
+
+
+def main() -> None:
+    policy = default_policy()
+    for request_file in sorted(GOLDEN.glob("*.request.json")):
+        review = json.loads(request_file.read_text())
+        response = readable(admit(review, policy).response)
+        out = request_file.with_name(request_file.name.replace(".request.", ".response."))
+        out.write_text(json.dumps(response, indent=1, sort_keys=True) + "\n")
+        print(out.name)
+
+
+if __name__ == "__main__":
+    main()

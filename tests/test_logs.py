@@ -1,0 +1,82 @@
+"""JSON log lines: one per admission, every field escaped, nothing forges a line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+
+import pytest
+from live_server import DENIED, MUTATED, review
+
+from webhook.app import create_app
+from webhook.logs import LOGGER, MAX_FIELD, JsonFormatter, admission_fields, configure
+
+
+@pytest.fixture(autouse=True)
+def _restore_logger():
+    logger = logging.getLogger(LOGGER)
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.propagate, logger.level = saved[1], saved[2]
+
+
+def _capture() -> io.StringIO:
+    stream = io.StringIO()
+    configure("info", stream)
+    return stream
+
+
+def test_one_line_per_admission_with_the_request_fields():
+    stream = _capture()
+    client = create_app().test_client()
+    client.post("/mutate", json=review(MUTATED, "uid-1", dry_run=True))
+    client.post("/mutate", json=review(DENIED, "uid-2"))
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["uid"] for line in lines] == ["uid-1", "uid-2"]
+    first, second = lines
+    assert first["msg"] == "admission" and first["level"] == "info"
+    assert (first["namespace"], first["name"], first["operation"], first["dryRun"]) == ("ml", "llm-7b", "CREATE", True)
+    assert (first["outcome"], first["action"], first["pool"], first["profile"]) == ("mutated", "rewrite", "h100-80", "1g.20gb")
+    assert "1g.20gb" in first["decision"] and first["durationMs"] >= 0
+    assert (second["outcome"], second["action"], second["dryRun"]) == ("denied", "deny", False)
+    assert "banana" in second["decision"]
+
+
+def test_generate_name_when_the_pod_has_no_name():
+    obj = {"metadata": {"generateName": "web-7d4-"}, "spec": {}}
+    rv = review({"metadata": {}, "spec": {}}, "u")
+    rv["request"]["object"], rv["request"]["name"] = obj, None
+    fields = admission_fields(rv, "unchanged", "ignore", "", 0.001)
+    assert fields["generateName"] == "web-7d4-" and "name" not in fields
+
+
+def test_newlines_and_quotes_cannot_forge_a_line():
+    stream = _capture()
+    evil = 'x"\n{"msg":"admission","uid":"forged"}\r\n'
+    obj = {**MUTATED, "metadata": {**MUTATED["metadata"], "name": evil,
+                                   "annotations": {"gpu-rightsizer.io/model-size": evil}}}
+    create_app().test_client().post("/mutate", json=review(obj, "uid-evil"))
+    out = stream.getvalue()
+    assert out.count("\n") == 1
+    (line,) = [json.loads(raw) for raw in out.splitlines()]
+    assert line["uid"] == "uid-evil" and line["name"] == evil
+    assert line["outcome"] == "denied"
+
+
+def test_long_values_are_cut():
+    fields = admission_fields(review({"metadata": {"name": "n" * 5000}, "spec": {}}, "u" * 5000),
+                              "unchanged", "ignore", "m" * 5000, 0.0)
+    assert all(len(fields[k]) <= MAX_FIELD + 1 for k in ("uid", "name", "decision"))
+
+
+def test_exceptions_are_one_json_line():
+    record = logging.getLogger(LOGGER).makeRecord(LOGGER, logging.ERROR, __file__, 1, "failed", (), None)
+    try:
+        raise ValueError("bad\nthing")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    text = JsonFormatter().format(record)
+    assert "\n" not in text and "ValueError: bad" in json.loads(text)["exception"]
