@@ -15,6 +15,7 @@ settings on both apps without editing the shipped config.
 from __future__ import annotations
 
 import argparse
+import os
 
 import orjson
 from flask import Flask, Response, request
@@ -76,6 +77,14 @@ def main() -> None:
     }
     if args.access_log:
         options["accesslog"] = args.access_log
+    if args.app == "project":
+        # As `gpu-rightsizer serve` does (webhook/commands/serve.py run()): multiprocess
+        # metrics and JSON log lines, so the project here costs what it costs there.
+        from webhook.commands.serve import _private_metrics_dir
+        from webhook.logs import configure
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir()
+        configure(gunicorn_conf.loglevel)
     BenchServer(options, args.app).run()
 
 

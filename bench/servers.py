@@ -115,7 +115,11 @@ def build_go_allow(out_dir: Path) -> Path:
     return binary
 
 
-def go_server(binary: Path, certs: Certs, workdir: Path, port: int | None = None) -> Server:
+def go_server(binary: Path, certs: Certs, workdir: Path, port: int | None = None,
+              response_file: Path | None = None) -> Server:
     port = port or free_port()
     argv = [str(binary), "-addr", f"127.0.0.1:{port}", "-cert", certs.cert, "-key", certs.key]
-    return Server("Go net/http allow-all", argv, port, certs, workdir / f"goallow-{port}.log")
+    if response_file:
+        argv += ["-response", str(response_file)]
+    name = "Go net/http " + ("replaying a fixed response" if response_file else "allow-all")
+    return Server(name, argv, port, certs, workdir / f"goallow-{port}.log")

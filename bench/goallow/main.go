@@ -1,6 +1,8 @@
 // An allow-all admission webhook in Go's net/http: the floor the Python stack is
 // compared with (bench/bench_served.py, bench/bench_apiserver.py). It decodes the
-// AdmissionReview (it needs the uid) and answers "allowed, no patch".
+// AdmissionReview (it needs the uid) and answers "allowed, no patch" or, with
+// -response FILE, the fixed response fields in FILE (e.g. a recorded patch and
+// warnings: then it costs the API server what applying our answer costs, at Go's speed).
 //
 //	go build -o /tmp/goallow bench/goallow/main.go
 //	/tmp/goallow -addr 127.0.0.1:8444 -cert tls.crt -key tls.key
@@ -11,6 +13,7 @@ import (
 	"flag"
 	"log"
 	"net/http"
+	"os"
 	"sync/atomic"
 )
 
@@ -24,7 +27,18 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8444", "listen address")
 	cert := flag.String("cert", "tls.crt", "serving certificate (PEM)")
 	key := flag.String("key", "tls.key", "its private key (PEM)")
+	responseFile := flag.String("response", "", "JSON object of extra response fields (patchType, patch, warnings)")
 	flag.Parse()
+	extra := map[string]any{}
+	if *responseFile != "" {
+		data, err := os.ReadFile(*responseFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &extra); err != nil {
+			log.Fatal(err)
+		}
+	}
 	var calls atomic.Int64
 	http.HandleFunc("/mutate", func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
@@ -33,8 +47,11 @@ func main() {
 			http.Error(w, `{"error":"not an AdmissionReview"}`, http.StatusBadRequest)
 			return
 		}
-		out := map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-			"response": map[string]any{"uid": in.Request.UID, "allowed": true}}
+		response := map[string]any{"uid": in.Request.UID, "allowed": true}
+		for k, v := range extra {
+			response[k] = v
+		}
+		out := map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
 	})
