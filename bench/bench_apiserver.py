@@ -10,7 +10,9 @@ tests/e2e/build-control-plane.sh), four namespaces, each served by:
   (d) an allow-all Go net/http endpoint (bench/goallow, built now with the machine's Go);
   (e) the same Go endpoint answering with our patch and warnings for this pod (computed
       by webhook.admission.admit from a server-side dry run): (e) - (d) is what applying
-      our mutation costs the API server, (b) - (e) what our server costs beyond Go's.
+      our mutation costs the API server, (b) - (e) what our server costs beyond Go's;
+  (f) our app on gunicorn's sync worker, which closes every connection: (f) - (b) is
+      what keep-alive saves each pod create, measured with the API server's own client.
 (b)-(d) are registered with the project's own MutatingWebhookConfiguration
 (manifests/base: same matchConditions, timeout, reinvocationPolicy), each selecting its
 namespace. The same GPU pod (model-size 7b) is created over one keep-alive connection,
@@ -42,9 +44,10 @@ from bench.stats import machine, md_table, summary, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E = ROOT / "tests" / "e2e"
-PATHS = ("none", "ours", "flask", "go", "replay")
+PATHS = ("none", "ours", "flask", "go", "replay", "ours-sync")
 LABELS = {"none": "(a) no webhook", "ours": "(b) gpu-rightsizer", "flask": "(c) allow-all Flask (our stack)",
-          "go": "(d) allow-all Go net/http", "replay": "(e) Go net/http replaying our patch"}
+          "go": "(d) allow-all Go net/http", "replay": "(e) Go net/http replaying our patch",
+          "ours-sync": "(f) gpu-rightsizer on gunicorn's sync worker (a TLS handshake per call)"}
 SCHEDULER = "bench-no-scheduler"
 
 
@@ -154,12 +157,13 @@ def run(creates: int = 300, warmup: int = 20) -> dict:
         ours = servers.project_server(certs, workdir, workers=2)
         flask = servers.bench_server("floor", certs, workdir, workers=2)
         go = servers.go_server(go_binary, certs, workdir)
-        with ControlPlane(bins) as cp, ours, flask, go:
+        ours_sync = servers.bench_server("project", certs, workdir, workers=2, worker_class="sync")
+        with ControlPlane(bins) as cp, ours, flask, go, ours_sync:
             cp.kubectl("apply", "-f", str(ROOT / "manifests" / "base" / "priorityclasses.yaml"))
             namespaces = {p: f"bench-{p}" for p in PATHS}
             for ns in namespaces.values():
                 cp.create_namespace(ns)
-            ports = {"ours": ours.port, "flask": flask.port, "go": go.port}
+            ports = {"ours": ours.port, "flask": flask.port, "go": go.port, "ours-sync": ours_sync.port}
             for path, port in ports.items():
                 cp.apply(webhook_configuration(path, namespaces[path], f"https://127.0.0.1:{port}/mutate", ca_bundle))
             client = ApiClient(cp.server, cp.ca_file, cp.token)
@@ -215,6 +219,8 @@ def run(creates: int = 300, warmup: int = 20) -> dict:
         "ours_p50_over_go_p50": stats["ours"]["p50"] / stats["go"]["p50"],
         "apiserver_cost_of_our_patch_p50_ms": stats["replay"]["p50"] - stats["go"]["p50"],
         "our_server_cost_over_go_p50_ms": stats["ours"]["p50"] - stats["replay"]["p50"],
+        "keepalive_saves_p50_ms": stats["ours-sync"]["p50"] - stats["ours"]["p50"],
+        "keepalive_saves_p99_ms": stats["ours-sync"]["p99"] - stats["ours"]["p99"],
         "calls_per_create": {"ours": calls_ours / creates, "go": calls_go / creates},
         "stored_pod": {
             "priorityClassName": spec.get("priorityClassName"),
@@ -246,6 +252,8 @@ def run(creates: int = 300, warmup: int = 20) -> dict:
         f"{'met' if r['targets']['p99_vs_flask_met'] else 'NOT met'})\n"
         f"- of ours' added p50: applying our patch costs the API server {r['apiserver_cost_of_our_patch_p50_ms']:.2f} ms "
         f"((e) - (d)); our server beyond Go's {r['our_server_cost_over_go_p50_ms']:.2f} ms ((b) - (e))\n"
+        f"- keep-alive (gthread) saves {r['keepalive_saves_p50_ms']:.2f} ms p50, {r['keepalive_saves_p99_ms']:.2f} ms p99 "
+        f"per pod create over the sync worker ((f) - (b))\n"
         f"- API server calls per pod create: ours {r['calls_per_create']['ours']:.3f}, Go allow-all "
         f"{r['calls_per_create']['go']:.3f} (target: exactly 1)\n"
         f"- stored pod: {r['stored_pod']}\n"

@@ -34,7 +34,10 @@ P99_TARGET = 1.15
 
 
 def _sat(server, certs, body, seconds, conns):
-    return loadgen.closed_loop(HOST, server.port, certs.ca, body, seconds, conns)
+    cpu = server.cpu_seconds()
+    result = loadgen.closed_loop(HOST, server.port, certs.ca, body, seconds, conns)
+    result["server_cpu_us_per_request"] = (server.cpu_seconds() - cpu) * 1e6 / max(1, result["completed"])
+    return result
 
 
 def _open(server, certs, body, rate, seconds, conns):
@@ -79,6 +82,8 @@ def keepalive_vs_close(certs, workdir, body, workers, rounds, seconds, conns, ra
             "gthread_rps": _median([a["rps"] for a, _ in sat]),
             "sync_rps": _median([b["rps"] for _, b in sat]),
             "sync_over_gthread_rps": _median([b["rps"] / a["rps"] for a, b in sat]),
+            "gthread_cpu_us_per_request": _median([a["server_cpu_us_per_request"] for a, _ in sat]),
+            "sync_cpu_us_per_request": _median([b["server_cpu_us_per_request"] for _, b in sat]),
             "gthread_connects": sat[0][0]["connects"],
             "sync_connects": sat[0][1]["connects"],
             f"gthread_p50_ms_at_{rate}": _median([a["latency_ms"]["p50"] for a, _ in lat]),
@@ -92,20 +97,23 @@ def keepalive_vs_close(certs, workdir, body, workers, rounds, seconds, conns, ra
 def threads_sweep(certs, workdir, body, workers, threads_list, rounds, seconds, conns, rate) -> dict:
     started = [servers.bench_server("project", certs, workdir, workers, "gthread", threads=t).start()
                for t in threads_list]
-    rows = {t: {"rps": [], "p99": []} for t in threads_list}
+    rows = {t: {"rps": [], "p99": [], "cpu": []} for t in threads_list}
     try:
         for r in range(rounds):
             order = list(zip(threads_list, started))
             if r % 2:
                 order.reverse()
             for t, s in order:
-                rows[t]["rps"].append(_sat(s, certs, body, seconds, conns)["rps"])
+                sat = _sat(s, certs, body, seconds, conns)
+                rows[t]["rps"].append(sat["rps"])
+                rows[t]["cpu"].append(sat["server_cpu_us_per_request"])
                 rows[t]["p99"].append(_open(s, certs, body, rate, seconds, conns)["latency_ms"]["p99"])
     finally:
         for s in started:
             s.stop()
     return {"workers": workers, "rate": rate, "rounds": rounds,
-            "threads": {t: {"rps": _median(v["rps"]), f"p99_ms_at_{rate}": _median(v["p99"])} for t, v in rows.items()}}
+            "threads": {t: {"rps": _median(v["rps"]), "cpu_us_per_request": _median(v["cpu"]),
+                            f"p99_ms_at_{rate}": _median(v["p99"])} for t, v in rows.items()}}
 
 
 def compare(certs, workdir, body, workers, rounds, sat_seconds, rate_seconds, rates, conns) -> dict:
@@ -126,6 +134,7 @@ def compare(certs, workdir, body, workers, rounds, sat_seconds, rate_seconds, ra
                 "p99_ratio_median": _median([p["latency_ms"]["p99"] / f["latency_ms"]["p99"] for p, f in pairs]),
             }
     ratio = _median([p["rps"] / f["rps"] for p, f in sat])
+    cpu_ratio = _median([f["server_cpu_us_per_request"] / p["server_cpu_us_per_request"] for p, f in sat])
     return {
         "workers": workers,
         "rounds": rounds,
@@ -136,6 +145,12 @@ def compare(certs, workdir, body, workers, rounds, sat_seconds, rate_seconds, ra
             "project_rps_median": _median([p["rps"] for p, _ in sat]),
             "floor_rps_median": floor_sat,
             "ratio_median": ratio,
+            "project_cpu_us_per_request_median": _median([p["server_cpu_us_per_request"] for p, _ in sat]),
+            "floor_cpu_us_per_request_median": _median([f["server_cpu_us_per_request"] for _, f in sat]),
+            # floor CPU per request / ours: the throughput ratio a CPU-bound server would
+            # reach on cores of its own; far steadier than wall-clock rounds here.
+            "cpu_ratio_rounds": [f["server_cpu_us_per_request"] / p["server_cpu_us_per_request"] for p, f in sat],
+            "cpu_ratio_median": cpu_ratio,
             "errors": sum(p["errors"] + f["errors"] for p, f in sat),
         },
         "half_floor_rate": half,
@@ -196,11 +211,14 @@ def markdown(data: dict) -> str:
             run["workers"], s["project_rps_median"], s["floor_rps_median"],
             f"{s['ratio_median']:.2f} ({', '.join(f'{x:.2f}' for x in s['ratio_rounds'])})",
             "met" if t["throughput_met"] else "NOT met",
+            s["project_cpu_us_per_request_median"], s["floor_cpu_us_per_request_median"],
+            f"{s['cpu_ratio_median']:.2f} ({', '.join(f'{x:.2f}' for x in s['cpu_ratio_rounds'])})",
             run["half_floor_rate"], half["project"]["latency_ms"]["p99"], half["floor"]["latency_ms"]["p99"],
             f"{t['p99_ratio_at_half']:.2f}", "met" if t["p99_met"] else "NOT met",
         ])
     lines.append(md_table(
         ["workers", "ours rps (median)", "floor rps (median)", "ratio median (rounds)", ">= 0.9",
+         "ours server CPU us/req", "floor server CPU us/req", "CPU ratio floor/ours (rounds)",
          "half-floor rate", "ours p99 ms", "floor p99 ms", "p99 ratio (median)", "<= 1.15"], rows))
     lines.append("\n### Latency at fixed offered rates (open loop, ms from due time; middle round)\n")
     rows = []
@@ -222,17 +240,20 @@ def markdown(data: dict) -> str:
         rows = []
         for app, v in k["apps"].items():
             rows.append([app, v["gthread_rps"], v["sync_rps"], f"{v['sync_over_gthread_rps']:.2f}",
+                         v["gthread_cpu_us_per_request"], v["sync_cpu_us_per_request"],
                          v["gthread_connects"], v["sync_connects"],
                          v[f"gthread_p50_ms_at_{rate}"], v[f"sync_p50_ms_at_{rate}"],
                          v[f"gthread_p99_ms_at_{rate}"], v[f"sync_p99_ms_at_{rate}"]])
-        lines.append(md_table(["app", "gthread rps", "sync rps", "sync/gthread", "TLS connects (gthread)",
+        lines.append(md_table(["app", "gthread rps", "sync rps", "sync/gthread", "server CPU us/req (gthread)",
+                               "server CPU us/req (sync)", "TLS connects (gthread)",
                                "TLS connects (sync)", f"gthread p50 @{rate}", f"sync p50 @{rate}",
                                f"gthread p99 @{rate}", f"sync p99 @{rate}"], rows))
     if data.get("threads"):
         t = data["threads"]
         lines.append(f"\n### gthread threads per worker (ours, {t['workers']} workers, median of {t['rounds']} rounds)\n")
-        lines.append(md_table(["threads", "saturation rps", f"p99 ms @{t['rate']} rps"],
-                              [[k, v["rps"], v[f"p99_ms_at_{t['rate']}"]] for k, v in t["threads"].items()]))
+        lines.append(md_table(["threads", "saturation rps", "server CPU us/req", f"p99 ms @{t['rate']} rps"],
+                              [[k, v["rps"], v["cpu_us_per_request"], v[f"p99_ms_at_{t['rate']}"]]
+                               for k, v in t["threads"].items()]))
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from webhook.certs import write_ca_and_serving_cert
 
 HERE = Path(__file__).resolve().parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BIN = Path(sys.executable).parent
 
 
@@ -64,6 +65,29 @@ class Server:
                     raise RuntimeError(f"{self.name} not ready after {timeout:.0f}s; see {self.log}")
                 time.sleep(0.2)
 
+    def pids(self) -> list[int]:
+        """The server process and its children (gunicorn's workers)."""
+        if not self.proc:
+            return []
+        out = [self.proc.pid]
+        try:
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        return out + [int(c) for c in children]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server and its live workers.
+        Less sensitive to other load on a shared machine than wall-clock throughput."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        return total / CLOCK_TICKS
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -96,6 +120,10 @@ def bench_server(app: str, certs: Certs, workdir: Path, workers: int, worker_cla
     argv = [sys.executable, "-m", "bench.floor_app", "--app", app, "--port", str(port),
             "--workers", str(workers), "--worker-class", worker_class,
             "--cert-file", certs.cert, "--key-file", certs.key]
+    if worker_class == "sync":
+        # gunicorn silently runs gthread instead of sync when threads > 1 (and the
+        # shipped config says 4), so the sync worker needs threads=1 said out loud.
+        threads = 1
     if threads:
         argv += ["--threads", str(threads)]
     if access_log:
