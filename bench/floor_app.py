@@ -44,6 +44,25 @@ def create_floor_app() -> Flask:
     return app
 
 
+def create_admit_only_app() -> Flask:
+    """Diagnostic: the floor plus ``admit`` (decode, decide, patch, encode), without the
+    project app's metrics and log line; separates the decision's cost from the rest."""
+    from webhook import review as rv
+    from webhook.admission import admit
+    from webhook.policy import default_policy
+
+    app = create_floor_app()
+    policy = default_policy()
+
+    @app.post("/admit")
+    def admit_only() -> Response:
+        review = rv.decode_review(request.get_data(cache=False))
+        return Response(orjson.dumps(rv.review_of(admit(review, policy).response)), mimetype="application/json")
+
+    app.view_functions["mutate"] = admit_only
+    return app
+
+
 class BenchServer(WebhookServer):
     def __init__(self, options: dict, app_name: str):
         self.app_name = app_name
@@ -52,12 +71,14 @@ class BenchServer(WebhookServer):
     def load(self):
         if self.app_name == "floor":
             return create_floor_app()
+        if self.app_name == "admit-only":
+            return create_admit_only_app()
         return super().load()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--app", choices=("floor", "project"), default="floor")
+    parser.add_argument("--app", choices=("floor", "project", "admit-only"), default="floor")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=gunicorn_conf.workers)
