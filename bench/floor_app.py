@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--cert-file", required=True)
     parser.add_argument("--key-file", required=True)
     parser.add_argument("--access-log", help="gunicorn access log file (to count requests)")
+    parser.add_argument("--app-log-level", help="the project app's log level (default: gunicorn's, as serve does)")
     args = parser.parse_args()
     options = {
         "bind": f"{args.host}:{args.port}",
@@ -105,7 +106,7 @@ def main() -> None:
         from webhook.logs import configure
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir()
-        configure(gunicorn_conf.loglevel)
+        configure(args.app_log_level or gunicorn_conf.loglevel)
     BenchServer(options, args.app).run()
 
 
