@@ -17,6 +17,17 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _die_with_parent() -> None:
+    # Linux: the server gets SIGTERM if the test process dies without stopping it (a
+    # killed pytest must not leave gunicorn running).
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,7 +56,8 @@ class LiveServer:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self._out = open(self.log_path, "wb")
         self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._err, cwd=ROOT, env=env)
+        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._err, cwd=ROOT, env=env,
+                                     preexec_fn=_die_with_parent)
         self.workers = workers
 
     def wait_ready(self, timeout: float = 30) -> "LiveServer":
@@ -54,7 +66,10 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"serve exited {self.proc.returncode}: {self.err_path.read_text()[-2000:]}")
             try:
-                if requests.get(self.url + "/readyz", verify=self.ca_file, timeout=2).status_code == 200:
+                # Every worker has loaded the app (one may still be booting when the first
+                # answers, and a test that swaps files must not race it).
+                if requests.get(self.url + "/readyz", verify=self.ca_file, timeout=2).status_code == 200 \
+                        and len(self.ready_workers()) >= self.workers:
                     return self
             except OSError:  # not listening yet, or the CA file not written yet
                 pass
@@ -90,11 +105,12 @@ class LiveServer:
                 out[key] = float(value)
         return out
 
+    def ready_workers(self) -> set[int]:
+        return {line["pid"] for line in self.log_lines() if line["msg"] == "worker ready"}
+
     def log_lines(self) -> list[dict]:
-        lines = []
-        for raw in self.log_path.read_text().splitlines():
-            lines.append(json.loads(raw))  # every stdout line must be one JSON object
-        return lines
+        complete = self.log_path.read_text().split("\n")[:-1]  # the last may be half-written
+        return [json.loads(raw) for raw in complete]  # every stdout line must be one JSON object
 
 
 def total(samples: dict[str, float], name: str, **labels: str) -> float:

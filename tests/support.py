@@ -14,6 +14,12 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 K8S_SCHEMA_VERSION = "1.36.0"
 
 
+def measurements_path(name: str = "h100-llm-memory.json") -> Path:
+    """A file of ../shared/measurements/, or its copy in fixtures/ on a machine without it."""
+    path = SHARED / "measurements" / name
+    return path if path.exists() else FIXTURES / "measurements" / name
+
+
 def captured_review(name: str) -> dict:
     """The AdmissionReview body of a capture (``pod-create``, ``pod-create-dry-run``...)."""
     with open(FIXTURES / "admission-reviews" / f"{name}.json") as fh:

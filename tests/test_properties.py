@@ -34,6 +34,16 @@ POLICIES = [
         "defaultWorkloadClass": "inf",
         "overridePriorityClass": True,
     }),
+    # Inference sizing on both MIG strategies (docs/readme-inference.md).
+    compile_policy({
+        "pools": [
+            {"name": "h100-single", "gpuModel": "H100-80GB", "strategy": "single",
+             "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "zone": "a"}},
+            {"name": "a100-mixed", "gpuModel": "A100-80GB"},
+        ],
+        "estimate": {"activationMiB": 1024, "runtimeOverheadMiB": 1024, "gpuMemoryUtilization": 0.85},
+        "nodeAffinity": [{"key": "nvidia.com/mig.capable", "operator": "In", "values": ["true"]}],
+    }),
 ]
 
 names = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)
@@ -68,9 +78,15 @@ annotation_values = {
     A + "profile": st.sampled_from(["1g.10gb", "3g.40gb", "1g.5gb", "7g.141gb", "9g.9gb"]),
     A + "workload-class": st.sampled_from(["inference", "training", "inf", "train", "nope"]),
     A + "skip": st.sampled_from(["true", "false"]),
+    A + "model": st.sampled_from(["llama-3.1-8b", "qwen2.5-72b", "gemma-2-2b", "Qwen/Qwen2.5-7B-Instruct", "gpt-9"]),
+    A + "context-length": st.sampled_from(["8k", "128k", "4096", "0", "lots"]),
+    A + "max-concurrency": st.sampled_from(["1", "4", "64", "0"]),
+    A + "kv-cache-dtype": st.sampled_from(["auto", "fp8", "int4"]),
+    A + "gpu-memory-utilization": st.sampled_from(["0.9", "0.5", "1", "1.5"]),
+    A + "architecture": st.sampled_from(["layers=32,kv-heads=8,head-dim=128", "layers=2"]),
     "team": label_values,
 }
-annotations = st.dictionaries(st.sampled_from(sorted(annotation_values)), st.just(None), max_size=4).flatmap(
+annotations = st.dictionaries(st.sampled_from(sorted(annotation_values)), st.just(None), max_size=6).flatmap(
     lambda keys: st.fixed_dictionaries({k: annotation_values[k] for k in keys})
 )
 

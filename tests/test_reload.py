@@ -4,6 +4,8 @@ while requests are in flight; none fails. An invalid policy keeps the last good 
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import ssl
 import threading
@@ -134,6 +136,25 @@ def test_invalid_policy_keeps_the_last_good_one(tmp_path):
         assert errors[0]["error"].startswith("onOversize:") and errors[0]["level"] == "error"
 
 
+def test_a_worker_restarted_while_the_policy_is_invalid_still_serves(tmp_path):
+    config = tmp_path / "config"
+    mounted_volume(config, {"policy.yaml": POLICY_B.encode()}, "1")
+    with LiveServer(tmp_path, workers=2, policy=str(config / "policy.yaml")) as server:
+        assert fresh_pools(server, server.ca_file) == {"h100-b"}
+        mounted_volume(config, {"policy.yaml": INVALID.encode()}, "2")
+        wait_until(lambda: total(server.metrics(), "gpu_rightsizer_policy_reloads_total", result="failure") == 2)
+        victim = next(line["pid"] for line in server.log_lines() if line["msg"] == "admission")
+        os.kill(victim, signal.SIGKILL)
+        # gunicorn boots a replacement; it finds the file invalid, counts it, and serves
+        # the policy the server started with instead of failing to boot (which would
+        # take the whole server down).
+        wait_until(lambda: total(server.metrics(), "gpu_rightsizer_policy_reloads_total", result="failure") == 3)
+        wait_until(lambda: len({line["pid"] for line in server.log_lines()
+                                if line["msg"].startswith("policy file invalid at worker start")}) == 1)
+        assert fresh_pools(server, server.ca_file, 20) == {"h100-b"}
+        assert server.proc.poll() is None
+
+
 def _bundle(tmp_path, name: str, days: int):
     ca_key, ca = make_ca(common_name=f"ca-{name}")
     key, cert = make_serving_cert(ca_key, ca, NAMES, days=days)
@@ -191,6 +212,13 @@ def test_half_replaced_key_pair_keeps_the_old_certificate(tmp_path):
         (plain / "tls.crt.new").replace(plain / "tls.crt")  # the key is still the old one
         wait_until(lambda: total(server.metrics(), "gpu_rightsizer_certificate_reloads_total",
                                  result="failure") == 1)
+        assert presented_cert(server, str(both)) == cert1
+        send(server, str(both))
+        # A worker born now inherits the context the master built at start.
+        victim = next(line["pid"] for line in server.log_lines() if line["msg"] == "admission")
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: total(server.metrics(), "gpu_rightsizer_certificate_reloads_total",
+                                 result="failure") == 2)
         assert presented_cert(server, str(both)) == cert1
         send(server, str(both))
         (plain / "tls.key.new").write_bytes(files2["tls.key"])

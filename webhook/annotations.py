@@ -11,6 +11,7 @@ import json
 import math
 import re
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 from kubernetes.utils.quantity import parse_quantity
 
@@ -22,12 +23,19 @@ GPU_MEMORY = PREFIX + "gpu-memory"
 PROFILE = PREFIX + "profile"
 WORKLOAD_CLASS = PREFIX + "workload-class"
 SKIP = PREFIX + "skip"
+# Inference sizing (webhook/inference.py): how the serving engine will use the slice.
+MODEL = PREFIX + "model"
+CONTEXT_LENGTH = PREFIX + "context-length"
+MAX_CONCURRENCY = PREFIX + "max-concurrency"
+KV_CACHE_DTYPE = PREFIX + "kv-cache-dtype"
+GPU_MEMORY_UTILIZATION = PREFIX + "gpu-memory-utilization"
+ARCHITECTURE = PREFIX + "architecture"
 
 ASSIGNED_PROFILE = PREFIX + "assigned-profile"
 DECISION = PREFIX + "decision"
 
 # Annotations that say how big the pod's GPU need is; without any of them we cannot size.
-SIZING_ANNOTATIONS = (PROFILE, GPU_MEMORY, MODEL_SIZE)
+SIZING_ANNOTATIONS = (PROFILE, GPU_MEMORY, MODEL_SIZE, MODEL)
 
 BYTES_PER_PARAM = {
     "fp32": 4.0,
@@ -101,3 +109,90 @@ def parse_memory_bytes(value: str, annotation: str = GPU_MEMORY) -> float:
 
 def parse_skip(value: object) -> bool:
     return isinstance(value, str) and value.strip().lower() == "true"
+
+
+# --- inference sizing -----------------------------------------------------------------
+
+# Bytes per KV-cache element. `auto` is resolved against the weight precision by
+# webhook.inference (vLLM's --kv-cache-dtype auto = the model's dtype); fp8_e4m3/fp8_e5m2
+# are vLLM's spellings of fp8.
+KV_CACHE_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+KV_CACHE_DTYPES = ("auto", *KV_CACHE_BYTES)
+
+_CONTEXT = re.compile(r"^\s*([0-9]{1,9})\s*([kK]?)\s*$")
+# 16M tokens: beyond any model's trained context (Llama 3.1: 128k); a larger figure is a typo.
+MAX_CONTEXT_TOKENS = 16 * 1024 * 1024
+MAX_CONCURRENCY_SEQS = 65536
+_INTEGER = re.compile(r"^\s*([0-9]{1,9})\s*$")
+_FRACTION = re.compile(r"^\s*(1(?:\.0*)?|0?\.[0-9]{1,6}|0)\s*$")
+ARCHITECTURE_KEYS = ("layers", "kv-heads", "head-dim")
+_ARCH_LIMITS = {"layers": 1024, "kv-heads": 1024, "head-dim": 4096}
+
+
+def parse_context_length(value: str) -> int:
+    """`8192`, `8k`, `128k` -> tokens per sequence (k = 1024, as context sizes are named)."""
+    accepted = (
+        "a whole number of tokens, optionally with suffix k (x 1024): 8192, 8k, 128k; "
+        f"from 1 to {MAX_CONTEXT_TOKENS // 1024}k"
+    )
+    match = _CONTEXT.match(value) if isinstance(value, str) else None
+    if not match:
+        raise InvalidAnnotation(CONTEXT_LENGTH, value, accepted)
+    tokens = int(match.group(1)) * (1024 if match.group(2) else 1)
+    if not 1 <= tokens <= MAX_CONTEXT_TOKENS:
+        raise InvalidAnnotation(CONTEXT_LENGTH, value, accepted)
+    return tokens
+
+
+def parse_max_concurrency(value: str) -> int:
+    accepted = f"a whole number of sequences served at once, from 1 to {MAX_CONCURRENCY_SEQS}"
+    match = _INTEGER.match(value) if isinstance(value, str) else None
+    if not match or not 1 <= int(match.group(1)) <= MAX_CONCURRENCY_SEQS:
+        raise InvalidAnnotation(MAX_CONCURRENCY, value, accepted)
+    return int(match.group(1))
+
+
+def parse_kv_cache_dtype(value: str) -> str:
+    key = value.strip().lower() if isinstance(value, str) else None
+    if key not in KV_CACHE_DTYPES:
+        raise InvalidAnnotation(
+            KV_CACHE_DTYPE, value, "one of " + ", ".join(KV_CACHE_DTYPES) + " (auto = the weight precision; int8/int4 weights keep an fp16 cache)"
+        )
+    return key
+
+
+def parse_utilization(value: str, annotation: str = GPU_MEMORY_UTILIZATION) -> Fraction:
+    """`0.9` -> Fraction(9, 10): greater than 0 and at most 1, as vLLM's
+    --gpu-memory-utilization. Exact, so `need <= 0.9 x memory` has no float rounding."""
+    accepted = "a decimal fraction of the slice greater than 0 and at most 1, such as 0.9 or 0.85"
+    match = _FRACTION.match(value) if isinstance(value, str) else None
+    if not match:
+        raise InvalidAnnotation(annotation, value, accepted)
+    fraction = Fraction(match.group(1))
+    if fraction <= 0:
+        raise InvalidAnnotation(annotation, value, accepted)
+    return fraction
+
+
+def parse_architecture(value: str) -> dict[str, int]:
+    """`layers=32,kv-heads=8,head-dim=128` -> {"layers": 32, "kv-heads": 8, "head-dim": 128};
+    all three keys, each once, in any order."""
+    accepted = (
+        "layers=N,kv-heads=N,head-dim=N (each key once, whole numbers from 1; layers and "
+        "kv-heads at most 1024, head-dim at most 4096), e.g. layers=32,kv-heads=8,head-dim=128"
+    )
+    if not isinstance(value, str) or len(value) > 128:
+        raise InvalidAnnotation(ARCHITECTURE, value, accepted)
+    found: dict[str, int] = {}
+    for part in value.split(","):
+        key, sep, number = (p.strip() for p in part.partition("="))
+        key = key.lower()
+        if not sep or key not in _ARCH_LIMITS or key in found or not number.isdecimal() or not number.isascii():
+            raise InvalidAnnotation(ARCHITECTURE, value, accepted)
+        n = int(number)
+        if not 1 <= n <= _ARCH_LIMITS[key]:
+            raise InvalidAnnotation(ARCHITECTURE, value, accepted)
+        found[key] = n
+    if set(found) != set(ARCHITECTURE_KEYS):
+        raise InvalidAnnotation(ARCHITECTURE, value, accepted)
+    return found

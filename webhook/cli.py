@@ -13,15 +13,38 @@ COMMANDS = {
     "serve": "webhook.commands.serve",
     "mutate": "webhook.commands.mutate",
     "catalog": "webhook.commands.catalog",
+    "estimate": "webhook.commands.estimate",
     "certs": "webhook.commands.certs",
+    "plan": "webhook.commands.plan",
 }
 
 HELP = {
     "serve": "run the admission webhook (gunicorn, TLS)",
     "mutate": "show what the webhook would do to a Pod or workload manifest",
     "catalog": "print the built-in MIG profile catalog",
+    "estimate": "show the sizing arithmetic for a model and serving settings, and the profile each GPU model gives",
     "certs": "make the webhook's serving certificate and install it in a cluster",
+    "plan": "plan MIG layouts for a demand: mig-parted config, node labels, density report",
 }
+
+
+# Third-party modules a command needs from an optional extra of the package.
+EXTRAS = {"ortools": "plan", "matplotlib": "plan"}
+
+
+def _import_command(name: str):
+    try:
+        return importlib.import_module(COMMANDS[name])
+    except ModuleNotFoundError as err:
+        extra = EXTRAS.get((err.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"gpu-rightsizer {name} needs the '{extra}' extra ({err.name} is not installed): "
+            f"pip install 'gpu-rightsizer[{extra}]'",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -41,10 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     # Only the chosen command's module is imported to add its arguments.
     chosen = next((a for a in argv if not a.startswith("-")), None)
     if chosen in COMMANDS:
-        module = importlib.import_module(COMMANDS[chosen])
-        module.add_arguments(parsers[chosen])
+        _import_command(chosen).add_arguments(parsers[chosen])
     args = parser.parse_args(argv)
-    module = importlib.import_module(COMMANDS[args.command])
+    module = _import_command(args.command)
     return int(module.run(args) or 0)
 
 

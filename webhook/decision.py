@@ -7,18 +7,21 @@ it; nothing else sizes a pod.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 from kubernetes.utils.quantity import parse_quantity
 
 from webhook import annotations as ann
+from webhook import inference
 from webhook.catalog import MigProfile
-from webhook.policy import Policy, Pool, WorkloadClass
+from webhook.policy import PRODUCT_LABEL, Policy, Pool, WorkloadClass
 from webhook.sizing import (
     MemoryNeed,
     choose_pool,
+    describe_excess,
+    describe_fit,
     explicit_need,
     format_gib,
     largest_profile,
@@ -153,7 +156,10 @@ def _workload_class(annotations: dict, policy: Policy) -> WorkloadClass | None:
 def estimate_need(annotations: dict, policy: Policy) -> MemoryNeed | None:
     """The memory need the sizing annotations state, or None when only `profile` (or
     nothing) sizes the pod. Every given annotation is validated, even one a stronger
-    annotation overrides, so that a typo is never silently ignored."""
+    annotation overrides, so that a typo is never silently ignored.
+
+    Strongest first: gpu-memory; the inference estimate (context-length, with model or
+    architecture; webhook/inference.py); model-size; model (its parameter count)."""
     precision = policy.default_precision
     if ann.PRECISION in annotations:
         precision = ann.parse_precision(annotations[ann.PRECISION])
@@ -163,11 +169,34 @@ def estimate_need(annotations: dict, policy: Policy) -> MemoryNeed | None:
     explicit = None
     if ann.GPU_MEMORY in annotations:
         explicit = ann.parse_memory_bytes(annotations[ann.GPU_MEMORY])
+    utilization = None
+    if ann.GPU_MEMORY_UTILIZATION in annotations:
+        utilization = ann.parse_utilization(annotations[ann.GPU_MEMORY_UTILIZATION])
+    model = inference.parse_model(annotations[ann.MODEL]) if ann.MODEL in annotations else None
+    serving = inference.serving_settings(annotations, precision, params, model)
+
     if explicit is not None:
-        return explicit_need(explicit, annotations[ann.GPU_MEMORY].strip())
-    if params is not None:
-        return weights_need(params, precision, policy.overhead_factor)
-    return None
+        need = explicit_need(explicit, annotations[ann.GPU_MEMORY].strip())
+    elif serving is not None:
+        return inference.inference_need(
+            serving,
+            utilization if utilization is not None else policy.gpu_memory_utilization,
+            policy.activation_mib,
+            policy.runtime_overhead_mib,
+        )
+    elif params is not None:
+        need = weights_need(params, precision, policy.overhead_factor)
+    elif model is not None:
+        need = weights_need(model.params, precision, policy.overhead_factor)
+    else:
+        return None
+    if explicit is None and any(a in annotations for a in (ann.MAX_CONCURRENCY, ann.KV_CACHE_DTYPE, ann.ARCHITECTURE)):
+        # Serving settings without a context length cannot size a KV cache: say so rather
+        # than let them look applied.
+        need = replace(need, explanation=f"{need.explanation} (weights only: no {ann.CONTEXT_LENGTH})")
+    # Outside the inference estimate the policy's default utilization does not apply (the
+    # core estimate stays as it was); an explicit annotation still says what the engine takes.
+    return replace(need, utilization=utilization) if utilization is not None else need
 
 
 def _explicit_profile(annotations: dict, policy: Policy) -> tuple[Pool, MigProfile] | None:
@@ -188,11 +217,12 @@ def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, r
     if need is None:
         why = f"profile {profile.name} requested by annotation {ann.PROFILE}"
     else:
-        why = f"{need.explanation} fits {profile.name} ({format_gib(profile.memory_mib * 1024 * 1024)} usable)"
-    return (
-        f"{GPU_RESOURCE}: 1 -> {MIG_RESOURCE_PREFIX}{profile.name} on pool {pool.name} "
-        f"({pool.model.key}) for {names}: {why}"
-    )
+        why = describe_fit(need, profile)
+    if pool.strategy == "single":
+        target = f"{GPU_RESOURCE}: 1 on {PRODUCT_LABEL}={pool.mig_product(profile)}"
+    else:
+        target = f"{GPU_RESOURCE}: 1 -> {MIG_RESOURCE_PREFIX}{profile.name}"
+    return f"{target} on pool {pool.name} ({pool.model.key}) for {names}: {why}"
 
 
 def decide(pod: dict, policy: Policy) -> Decision:
@@ -226,9 +256,8 @@ def decide(pod: dict, policy: Policy) -> Decision:
 
     if not any(a in annotations for a in ann.SIZING_ANNOTATIONS):
         hint = (
-            f"pod requests {GPU_RESOURCE} but has no sizing annotation; add "
-            f"{ann.MODEL_SIZE} (e.g. \"7b\"), {ann.GPU_MEMORY} (e.g. \"18Gi\") or "
-            f"{ann.PROFILE} to right-size it into a MIG slice"
+            f"no sizing annotation, so the {GPU_RESOURCE} request stays; add {ann.MODEL_SIZE} "
+            f"(\"7b\"), {ann.MODEL} (\"llama-3.1-8b\"), {ann.GPU_MEMORY} (\"18Gi\") or {ann.PROFILE}"
         )
         return Decision("unchanged", message=hint, warnings=warnings)
     if not single:
@@ -236,38 +265,30 @@ def decide(pod: dict, policy: Policy) -> Decision:
 
     if explicit is not None:
         pool, profile = explicit
-        return Decision(
-            "rewrite",
-            message=_rewrite_message(pool, profile, None, single),
-            pool=pool,
-            profile=profile,
-            need=need,
-            workload_class=workload_class,
-            containers=single,
-            warnings=warnings,
-        )
-
-    choice = choose_pool(need, policy.pools)
-    if choice is None:
-        pool, biggest = largest_profile(policy.pools)
-        reason = (
-            f"{need.explanation} exceeds the largest MIG profile of every pool "
-            f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * 1024 * 1024)})"
-        )
-        if policy.on_oversize == "deny":
-            return Decision("deny", message=f"{reason}; refused (onOversize: deny)", need=need)
-        return Decision(
-            "whole-gpu",
-            message=f"{reason}; keeping the whole-GPU request (onOversize: whole-gpu)",
-            need=need,
-            containers=single,
-            warnings=warnings,
-        )
+        sized_by = None  # the profile annotation decides; the message says so
+    else:
+        choice = choose_pool(need, policy.pools)
+        if choice is None:
+            pool, biggest = largest_profile(policy.pools)
+            reason = (
+                f"{describe_excess(need, biggest)} exceeds the largest MIG profile of every pool "
+                f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * 1024 * 1024)})"
+            )
+            if policy.on_oversize == "deny":
+                return Decision("deny", message=f"{reason}; refused (onOversize: deny)", need=need)
+            return Decision(
+                "whole-gpu",
+                message=f"{reason}; keeping the whole-GPU request (onOversize: whole-gpu)",
+                need=need,
+                containers=single,
+                warnings=warnings,
+            )
+        pool, profile, sized_by = choice.pool, choice.profile, need
     return Decision(
         "rewrite",
-        message=_rewrite_message(choice.pool, choice.profile, need, single),
-        pool=choice.pool,
-        profile=choice.profile,
+        message=_rewrite_message(pool, profile, sized_by, single),
+        pool=pool,
+        profile=profile,
         need=need,
         workload_class=workload_class,
         containers=single,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from webhook import annotations as ann
 from webhook.decision import GPU_RESOURCE, MIG_RESOURCE_PREFIX, ContainerRef, Decision
-from webhook.policy import Policy, WorkloadClass
+from webhook.policy import PRODUCT_LABEL, Policy, WorkloadClass
 
 
 def rename_gpu_resource(container: dict, new_key: str) -> dict:
@@ -126,8 +126,18 @@ def _with_containers(spec: dict, refs: tuple[ContainerRef, ...], new_key: str) -
 
 
 def node_requirements(decision: Decision, policy: Policy) -> list[dict]:
+    pool = decision.pool
     required = [dict(r) for r in policy.node_affinity]
-    required += [{"key": k, "operator": "In", "values": [v]} for k, v in decision.pool.node_selector]
+    if pool.strategy == "single":
+        # GFD rewrites the product label on single-strategy nodes to <product>-MIG-<profile>,
+        # so the pool's plain product selector would match no MIG node: the profile-pinned
+        # value replaces it rather than being AND-ed beside it.
+        required += [
+            {"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector if k != PRODUCT_LABEL
+        ]
+        required.append({"key": PRODUCT_LABEL, "operator": "In", "values": [pool.mig_product(decision.profile)]})
+    else:
+        required += [{"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector]
     return required
 
 
@@ -145,7 +155,12 @@ def mutate_pod(pod: dict, decision: Decision, policy: Policy) -> dict:
     mutated = {**pod, "metadata": _annotate(pod.get("metadata") or {}, decision)}
     if decision.action == "whole-gpu":
         return mutated
-    spec = _with_containers(pod["spec"], decision.containers, MIG_RESOURCE_PREFIX + decision.profile.name)
+    if decision.pool.strategy == "single":
+        # The single strategy's MIG devices are nvidia.com/gpu: the request stays as it is
+        # and the node affinity alone pins the profile.
+        spec = dict(pod["spec"])
+    else:
+        spec = _with_containers(pod["spec"], decision.containers, MIG_RESOURCE_PREFIX + decision.profile.name)
     affinity = merge_required_node_affinity(spec.get("affinity"), node_requirements(decision, policy))
     if affinity is not None:
         spec["affinity"] = affinity

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 from importlib import resources
 from typing import Literal, Mapping
 
@@ -21,6 +22,8 @@ from webhook.annotations import BYTES_PER_PARAM
 from webhook.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
 
 POLICY_ENV = "GPU_RIGHTSIZER_POLICY"
+# GPU feature discovery's product label; on single-strategy MIG nodes it carries the profile.
+PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 
 class PolicyError(ValueError):
@@ -55,11 +58,24 @@ class PoolSpec(_Spec):
     gpu_model: str
     profiles: list[str] | None = None
     node_selector: dict[str, str] = {}
+    # The NVIDIA device plugin's MIG strategy on the pool's nodes: `mixed` exposes
+    # nvidia.com/mig-<profile> resources; `single` exposes MIG devices as nvidia.com/gpu and
+    # GPU feature discovery labels the node nvidia.com/gpu.product=<product>-MIG-<profile>.
+    strategy: Literal["mixed", "single"] = "mixed"
 
 
 class EstimateSpec(_Spec):
     default_precision: str = "fp16"
     overhead_factor: float = Field(default=1.2, ge=1.0, le=10.0)
+    # Inference estimate (webhook/inference.py); defaults derived in docs/readme-inference.md.
+    # Peak activations of the engine's profiling forward pass: measured 0.18-1.38 GiB at
+    # 2048-token steps on an H100 (../shared/measurements/h100-llm-memory.json); vLLM logs
+    # 1.26 GiB for Llama-3-8B (vllm-project/vllm#10511). 1.5 GiB covers every figure seen.
+    activation_mib: int = Field(default=1536, ge=0, le=1024 * 1024, alias="activationMiB")
+    # CUDA context + cuBLAS workspace: measured 621 MiB, 717 MiB once cuBLAS ran (same file).
+    runtime_overhead_mib: int = Field(default=768, ge=0, le=1024 * 1024, alias="runtimeOverheadMiB")
+    # vLLM's --gpu-memory-utilization default.
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
 
     @field_validator("default_precision")
     @classmethod
@@ -101,6 +117,17 @@ class Pool:
     model: GpuModel
     profiles: tuple[MigProfile, ...]  # the profiles the webhook may pick, in catalog order
     node_selector: tuple[tuple[str, str], ...]
+    strategy: str = "mixed"  # the device plugin's MIG strategy: "mixed" or "single"
+    # For `single`: the GPU feature discovery product name the `-MIG-<profile>` label
+    # extends (the pool's nvidia.com/gpu.product selector, else the model's first alias).
+    product: str = ""
+
+    def mig_product(self, profile: MigProfile) -> str:
+        """GFD's nvidia.com/gpu.product on a single-strategy node of ``profile``:
+        "<product>-MIG-<profile>" (NVIDIA/gpu-feature-discovery: mig-strategy.go,
+        migStrategySingle.GenerateLabels, fmt.Sprintf("%s-MIG-%s", product, name); later
+        internal/lm/resource.go getProductName joins (product, "MIG", profile) with "-")."""
+        return f"{self.product}-MIG-{profile.name}"
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,10 @@ class Policy:
     # profile name -> the first pool that offers it (the `profile` annotation's rule)
     pool_by_profile: Mapping[str, tuple[Pool, MigProfile]] = field(repr=False)
     source: str = "built-in"
+    # Inference estimate constants (EstimateSpec documents where they come from).
+    activation_mib: int = 1536
+    runtime_overhead_mib: int = 768
+    gpu_memory_utilization: Fraction = Fraction(9, 10)
 
 
 def _requirement_dict(spec: NodeSelectorRequirementSpec) -> dict:
@@ -197,11 +228,14 @@ def _compile_pool(index: int, spec: PoolSpec, catalog: Catalog) -> Pool:
     for key, value in spec.node_selector.items():
         if not key:
             raise PolicyError(f"{path}.nodeSelector: keys must not be empty")
+    product = spec.node_selector.get(PRODUCT_LABEL) or (model.aliases[0] if model.aliases else model.key)
     return Pool(
         name=spec.name,
         model=model,
         profiles=profiles,
         node_selector=tuple(spec.node_selector.items()),
+        strategy=spec.strategy,
+        product=product,
     )
 
 
@@ -278,6 +312,10 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
         override_priority_class=spec.override_priority_class,
         pool_by_profile=pool_by_profile,
         source=source,
+        activation_mib=spec.estimate.activation_mib,
+        runtime_overhead_mib=spec.estimate.runtime_overhead_mib,
+        # Exact decimal, so "need <= 0.9 x memory" compares without float rounding.
+        gpu_memory_utilization=Fraction(str(spec.estimate.gpu_memory_utilization)),
     )
 
 

@@ -26,7 +26,7 @@ from cryptography import x509
 
 from webhook import metrics
 from webhook.logs import LOGGER
-from webhook.policy import PolicyError, load_policy
+from webhook.policy import Policy, PolicyError, load_policy
 
 log = logging.getLogger(LOGGER)
 INTERVAL_ENV = "GPU_RIGHTSIZER_RELOAD_SECONDS"
@@ -53,6 +53,23 @@ class PolicyReloader:
         self.path = path
         self._loaded = file_signature(path)
         self._failed: Signature | None = None
+
+    @classmethod
+    def start(cls, path: str, fallback: Policy) -> "PolicyReloader":
+        """A holder with the policy file as it is now, or ``fallback`` (the last policy
+        known good) when the file is invalid — counted and logged like a failed reload."""
+        from webhook.app import PolicyHolder
+
+        sig = file_signature(path)
+        try:
+            return cls(PolicyHolder(path, load_policy(path)), path)
+        except PolicyError as err:
+            reloader = cls(PolicyHolder(path, fallback), path)
+            reloader._loaded, reloader._failed = None, sig
+            metrics.POLICY_RELOADS.labels("failure").inc()
+            log.error("policy file invalid at worker start; using the policy validated at server start",
+                      extra={"fields": {"path": path, "error": str(err)}})
+            return reloader
 
     def check(self) -> None:
         sig = file_signature(self.path)
@@ -120,6 +137,15 @@ class TlsContexts:
         metrics.CERT_RELOADS.labels("success").inc()
         log.info("certificate reloaded",
                  extra={"fields": {"certFile": self.cert_file, "notAfter": not_after.isoformat()}})
+
+
+def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """The server side of TLS: no client certificates asked for, TLS 1.2 at least (the
+    API server speaks 1.2 and 1.3)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def _not_after(cert_file: str) -> dt.datetime:

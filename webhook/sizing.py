@@ -84,6 +84,24 @@ def explicit_need(n_bytes: float, shown: str) -> MemoryNeed:
     return MemoryNeed(bytes=n, explanation=f"gpu-memory {shown} = {format_gib(n)}")
 
 
+def describe_fit(need: MemoryNeed, profile: MigProfile) -> str:
+    """Why ``need`` fits ``profile``: `... fits 3g.40gb (39.50 GiB usable)`, or with a
+    utilization below 1 the comparison itself: `... <= 0.9 x 39.50 GiB of 3g.40gb`."""
+    usable = format_gib(profile.memory_mib * BYTES_PER_MIB)
+    if need.utilization == 1:
+        return f"{need.explanation} fits {profile.name} ({usable} usable)"
+    return f"{need.explanation} <= {float(need.utilization):g} x {usable} of {profile.name}"
+
+
+def describe_excess(need: MemoryNeed, profile: MigProfile) -> str:
+    """The lead of an oversize message: the core's `... = 156.46 GiB`, or with a
+    utilization below 1 the failed comparison `... > 0.9 x 79.25 GiB of 7g.80gb:`."""
+    if need.utilization == 1:
+        return need.explanation
+    usable = format_gib(profile.memory_mib * BYTES_PER_MIB)
+    return f"{need.explanation} > {float(need.utilization):g} x {usable} of {profile.name}:"
+
+
 def select_profile(need: MemoryNeed, profiles: Iterable[MigProfile]) -> MigProfile | None:
     """The fitting profile with the least memory; ties go to the fewest compute slices,
     then to the most instances per GPU (so 1g.10gb wins over 1g.10gb+me)."""

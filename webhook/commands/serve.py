@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import sys
@@ -14,6 +15,8 @@ from gunicorn.app.base import BaseApplication
 from webhook import gunicorn_conf
 from webhook.certs import ensure_cert_dir
 from webhook.commands.common import add_policy_argument, policy_or_exit
+from webhook.logs import LOGGER
+from webhook.policy import POLICY_ENV, Policy
 
 
 def add_arguments(parser) -> None:
@@ -28,9 +31,12 @@ def add_arguments(parser) -> None:
 
 
 class WebhookServer(BaseApplication):
-    def __init__(self, options: dict, policy_path: str | None):
+    def __init__(self, options: dict, policy_path: str | None, startup_policy: Policy):
         self.options = options
         self.policy_path = policy_path
+        # Validated by the master before forking: the fallback for a worker (re)started
+        # while the policy file is invalid, so a bad edit never stops a worker booting.
+        self.startup_policy = startup_policy
         super().__init__()
 
     def load_config(self) -> None:
@@ -41,19 +47,22 @@ class WebhookServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        # Runs in each worker after the fork: its own policy holder, TLS context and
-        # reload thread.
+        # Runs in each worker after the fork: its own policy holder and reload thread.
+        # The TLS context was built by the master and is inherited (webhook/reload.py).
         from webhook.app import PolicyHolder, create_app
-        from webhook.policy import POLICY_ENV
         from webhook.reload import TLS, PolicyReloader, Watcher
 
-        holder = PolicyHolder(self.policy_path)
         checks = [TLS.check]
-        policy_path = self.policy_path or os.environ.get(POLICY_ENV)
-        if policy_path:
-            checks.insert(0, PolicyReloader(holder, policy_path).check)
+        if self.policy_path:
+            reloader = PolicyReloader.start(self.policy_path, self.startup_policy)
+            holder = reloader.holder
+            checks.insert(0, reloader.check)
+        else:
+            holder = PolicyHolder(None, self.startup_policy)
         Watcher(checks).start()
-        return create_app(holder, TLS.not_after)
+        app = create_app(holder, TLS.not_after)
+        logging.getLogger(LOGGER).info("worker ready", extra={"fields": {"policy": holder.policy.source}})
+        return app
 
 
 def _private_metrics_dir() -> str:
@@ -77,10 +86,12 @@ def _self_signed(cert_dir: str, host: str) -> tuple[str, str, str, str | None]:
 
 def run(args) -> int:
     # Fail before forking when the policy is invalid: the error names the bad field.
-    policy_or_exit(args.policy)
+    startup_policy = policy_or_exit(args.policy)
+    policy_path = args.policy or os.environ.get(POLICY_ENV)
     # Before anything imports prometheus_client: it picks multiprocess mode at import.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir()
     from webhook.logs import configure
+    from webhook.reload import TLS, server_context
 
     configure(gunicorn_conf.loglevel)
     cert, key = args.cert_file, args.key_file
@@ -96,6 +107,13 @@ def run(args) -> int:
             f"(CA: {ca}, for localhost and 127.0.0.1)",
             file=sys.stderr,
         )
+    try:
+        # Built once here, before the fork: every worker inherits a working context, even
+        # one restarted while the files on disk are half-replaced.
+        TLS.context(cert, key, lambda: server_context(cert, key))
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        print(f"gpu-rightsizer: cannot serve TLS with {cert} and {key}: {err}", file=sys.stderr)
+        return 2
     options = {
         "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
         "workers": args.workers,
@@ -103,5 +121,5 @@ def run(args) -> int:
         "certfile": cert,
         "keyfile": key,
     }
-    WebhookServer(options, args.policy).run()
+    WebhookServer(options, policy_path, startup_policy).run()
     return 0

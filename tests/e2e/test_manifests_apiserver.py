@@ -1,9 +1,12 @@
-"""`gpu-rightsizer certs install` against a real kube-apiserver v1.36.3.
+"""manifests/base and `gpu-rightsizer certs install` against a real kube-apiserver v1.36.3.
 
 The base manifests are applied as they are (so the API server itself accepts the
-MutatingWebhookConfiguration, its CEL matchConditions and the RBAC), then `certs install`
-runs as the manifests' own `gpu-rightsizer-certs` ServiceAccount (a real token), which
-proves the Role/ClusterRole grant enough — and the API server refuses anything beyond.
+MutatingWebhookConfiguration, its CEL matchConditions and the RBAC). `certs install` runs as
+the manifests' own `gpu-rightsizer-certs` ServiceAccount (a real token), which proves the
+Role/ClusterRole grant enough, and the API server refuses anything beyond. Then the
+webhook configuration, pointed at a real `gpu-rightsizer serve`, shows which pod creates
+the API server sends to it (namespaceSelector + CEL matchConditions evaluated by the
+API server itself).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import base64
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +146,67 @@ def test_base_manifests_are_accepted_as_written(control_plane, installed_base):
     mwc = control_plane.get_json("mutatingwebhookconfiguration", "gpu-rightsizer")
     rendered = next(o for o in installed_base if o["kind"] == "MutatingWebhookConfiguration")
     assert json.dumps(mwc["webhooks"][0]["matchConditions"]) == json.dumps(rendered["webhooks"][0]["matchConditions"])
+
+
+# --- the webhook configuration as kube-apiserver evaluates it ------------------------
+
+
+def _pod(name: str, annotations: dict | None = None, gpu: str | None = "containers") -> dict:
+    container = {"name": "main", "image": "registry.example/llm:1"}
+    spec: dict = {"containers": [dict(container)]}
+    if gpu == "containers":
+        spec["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+    elif gpu == "initContainers":
+        spec["initContainers"] = [{**container, "name": "warm", "resources": {"requests": {"nvidia.com/gpu": "1"},
+                                                                              "limits": {"nvidia.com/gpu": "1"}}}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "annotations": annotations or {}},
+            "spec": spec}
+
+
+def _dry_run_create(plane, namespace: str, pod: dict) -> dict:
+    out = plane.kubectl("create", "--dry-run=server", "-o", "json", "-n", namespace, "-f", "-",
+                        input=json.dumps(pod))
+    return json.loads(out.stdout)
+
+
+def test_api_server_calls_the_webhook_only_for_gpu_pods_not_skipped(control_plane, installed_base, tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from live_server import LiveServer
+
+    plane = control_plane
+    with LiveServer(tmp_path, workers=1) as server:
+        # The manifests' own webhook configuration, pointed at this server by URL (there
+        # are no kubelets to run the Deployment); everything else as written.
+        mwc = json.loads(json.dumps(next(o for o in installed_base if o["kind"] == "MutatingWebhookConfiguration")))
+        hook = mwc["webhooks"][0]
+        hook["clientConfig"] = {"url": f"{server.url}/mutate",
+                                "caBundle": base64.b64encode(Path(server.ca_file).read_bytes()).decode()}
+        plane.kubectl("replace", "-f", "-", input=json.dumps(mwc))
+        plane.create_namespace("rightsized")
+        plane.kubectl("label", "namespace", "rightsized", "gpu-rightsizer.io/enabled=true")
+        plane.create_namespace("not-opted-in")
+
+        def called(name: str) -> bool:
+            return any(line.get("name") == name for line in server.log_lines() if line["msg"] == "admission")
+
+        sized = {"gpu-rightsizer.io/model-size": "7b"}
+        stored = _dry_run_create(plane, "rightsized", _pod("llm", sized))
+        assert stored["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/mig-1g.20gb": "1"}
+        assert stored["spec"]["priorityClassName"] == "gpu-rightsizer-inference"
+        assert stored["spec"]["priority"] == 100000  # the manifests' PriorityClass
+        assert called("llm")
+
+        _dry_run_create(plane, "rightsized", _pod("init-gpu", sized, gpu="initContainers"))
+        assert called("init-gpu")
+
+        for name, namespace, pod in [
+            ("cpu-only", "rightsized", _pod("cpu-only", sized, gpu=None)),
+            ("skipped", "rightsized", _pod("skipped", {**sized, "gpu-rightsizer.io/skip": "true"})),
+            ("elsewhere", "not-opted-in", _pod("elsewhere", sized)),
+        ]:
+            stored = _dry_run_create(plane, namespace, pod)
+            assert "gpu-rightsizer.io/decision" not in stored["metadata"].get("annotations", {})
+        # The API server answered those without calling the webhook at all.
+        time.sleep(0.5)
+        assert not any(called(n) for n in ("cpu-only", "skipped", "elsewhere"))
+        plane.kubectl("delete", "namespace", "rightsized", "not-opted-in", "--wait=false")

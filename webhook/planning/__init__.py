@@ -1,0 +1,1 @@
+"""The fleet planner: demand -> MIG layouts -> mig-parted config and density report."""
