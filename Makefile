@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test,plan]'
 	touch $@
 
-.PHONY: install serve test
+.PHONY: install serve test bench bench-quick
 install: $(VENV)/.installed
 
 serve: $(VENV)/.installed
@@ -21,3 +21,13 @@ serve: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (bench/): print figures and write bench/results/; never part of `make test`.
+# Needs Go for the Go floor and (through build-control-plane.sh) the control plane.
+bench: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m bench.run_all $(ARGS)
+
+bench-quick: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(PY) -m bench.run_all --quick $(ARGS)

@@ -11,6 +11,9 @@ make_patch compares every field of a 200 KB pod). Tests check the result against
 from __future__ import annotations
 
 
+_ABSENT = object()
+
+
 def escape_pointer_token(token: str) -> str:
     """RFC 6901: '~' -> '~0', '/' -> '~1' (nvidia.com/gpu -> nvidia.com~1gpu)."""
     return token.replace("~", "~0").replace("/", "~1")
@@ -25,16 +28,21 @@ def diff(original: object, mutated: object, path: str = "") -> list[dict]:
             if key not in mutated:
                 ops.append({"op": "remove", "path": f"{path}/{escape_pointer_token(key)}"})
         for key, value in mutated.items():
+            # Most keys are shared by reference: skip them before building a path.
+            before = original.get(key, _ABSENT)
+            if before is value:
+                continue
             child = f"{path}/{escape_pointer_token(key)}"
-            if key not in original:
+            if before is _ABSENT:
                 ops.append({"op": "add", "path": child, "value": value})
             else:
-                ops.extend(diff(original[key], value, child))
+                ops.extend(diff(before, value, child))
         return ops
     if isinstance(original, list) and isinstance(mutated, list) and len(mutated) >= len(original):
         ops = []
         for i, value in enumerate(original):
-            ops.extend(diff(value, mutated[i], f"{path}/{i}"))
+            if value is not mutated[i]:
+                ops.extend(diff(value, mutated[i], f"{path}/{i}"))
         for value in mutated[len(original):]:
             ops.append({"op": "add", "path": f"{path}/-", "value": value})
         return ops

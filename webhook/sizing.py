@@ -6,6 +6,7 @@ a need of exactly a profile's usable memory fits it and one byte more does not.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,7 +33,10 @@ class MemoryNeed:
         return self.bytes / BYTES_PER_GIB
 
     def fits(self, profile: MigProfile) -> bool:
-        return self.bytes <= self.utilization * profile.memory_mib * BYTES_PER_MIB
+        # bytes <= utilization x memory, cross-multiplied: exact, and integer arithmetic
+        # instead of building Fractions (the hot spot of a decision, per profile).
+        u = self.utilization
+        return self.bytes * u.denominator <= u.numerator * profile.memory_mib * BYTES_PER_MIB
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,20 @@ def format_params(params: float) -> str:
     return f"{params:.4g}"
 
 
+@functools.lru_cache(maxsize=64)
+def _decimal_ratio(value: float) -> tuple[int, int]:
+    """The factor as written (1.2 is 6/5, not the binary float nearest to it)."""
+    return Fraction(str(value)).as_integer_ratio()
+
+
 def weights_need(params: float, precision: str, overhead_factor: float) -> MemoryNeed:
     """The core estimate: parameters x bytes per parameter x overhead factor."""
-    exact = Fraction(params) * Fraction(BYTES_PER_PARAM[precision]) * Fraction(str(overhead_factor))
-    n_bytes = math.ceil(exact)
+    # The same exact product as Fraction(params) * Fraction(bytes) * Fraction(str(factor)),
+    # in integers: building Fractions was 40% of a decision (bench/bench_decide.py).
+    p_num, p_den = params.as_integer_ratio()
+    b_num, b_den = BYTES_PER_PARAM[precision].as_integer_ratio()
+    f_num, f_den = _decimal_ratio(overhead_factor)
+    n_bytes = -(-(p_num * b_num * f_num) // (p_den * b_den * f_den))
     return MemoryNeed(
         bytes=n_bytes,
         explanation=(

@@ -1,0 +1,114 @@
+"""The floor: an allow-all admission endpoint on gpu-rightsizer's own stack.
+
+Same gunicorn config (webhook/gunicorn_conf.py, via the same ``WebhookServer`` class as
+`gpu-rightsizer serve`), same Flask, same TLS; the app only decodes the review (it needs
+the uid) and answers "allowed, no patch". Whatever our webhook costs beyond this is the
+cost of doing the job.
+
+    python -m bench.floor_app --port 8445 --workers 2 --cert-file tls.crt --key-file tls.key
+    python -m bench.floor_app --app project ...   # gpu-rightsizer's app, same launcher
+
+``--worker-class``/``--threads``/``--access-log`` let the benchmarks compare stack
+settings on both apps without editing the shipped config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import orjson
+from flask import Flask, Response, request
+
+from webhook import gunicorn_conf
+from webhook.commands.serve import WebhookServer
+
+
+def create_floor_app() -> Flask:
+    app = Flask("allow_all_floor")
+
+    @app.post("/mutate")
+    def mutate() -> Response:
+        review = orjson.loads(request.get_data(cache=False))
+        body = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": review["request"]["uid"], "allowed": True},
+        }
+        return Response(orjson.dumps(body), mimetype="application/json")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        return Response(b'{"status":"ready"}', mimetype="application/json")
+
+    return app
+
+
+def create_admit_only_app() -> Flask:
+    """Diagnostic: the floor plus ``admit`` (decode, decide, patch, encode), without the
+    project app's metrics and log line; separates the decision's cost from the rest."""
+    from webhook import review as rv
+    from webhook.admission import admit
+    from webhook.policy import default_policy
+
+    app = create_floor_app()
+    policy = default_policy()
+
+    @app.post("/admit")
+    def admit_only() -> Response:
+        review = rv.decode_review(request.get_data(cache=False))
+        return Response(orjson.dumps(rv.review_of(admit(review, policy).response)), mimetype="application/json")
+
+    app.view_functions["mutate"] = admit_only
+    return app
+
+
+class BenchServer(WebhookServer):
+    def __init__(self, options: dict, app_name: str):
+        self.app_name = app_name
+        super().__init__(options, None)
+
+    def load(self):
+        if self.app_name == "floor":
+            return create_floor_app()
+        if self.app_name == "admit-only":
+            return create_admit_only_app()
+        return super().load()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app", choices=("floor", "project", "admit-only"), default="floor")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=gunicorn_conf.workers)
+    parser.add_argument("--threads", type=int, default=gunicorn_conf.threads)
+    parser.add_argument("--worker-class", default=gunicorn_conf.worker_class)
+    parser.add_argument("--cert-file", required=True)
+    parser.add_argument("--key-file", required=True)
+    parser.add_argument("--access-log", help="gunicorn access log file (to count requests)")
+    parser.add_argument("--app-log-level", help="the project app's log level (default: gunicorn's, as serve does)")
+    args = parser.parse_args()
+    options = {
+        "bind": f"{args.host}:{args.port}",
+        "workers": args.workers,
+        "threads": args.threads,
+        "worker_class": args.worker_class,
+        "certfile": args.cert_file,
+        "keyfile": args.key_file,
+    }
+    if args.access_log:
+        options["accesslog"] = args.access_log
+    if args.app == "project":
+        # As `gpu-rightsizer serve` does (webhook/commands/serve.py run()): multiprocess
+        # metrics and JSON log lines, so the project here costs what it costs there.
+        from webhook.commands.serve import _private_metrics_dir
+        from webhook.logs import configure
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir()
+        configure(args.app_log_level or gunicorn_conf.loglevel)
+    BenchServer(options, args.app).run()
+
+
+if __name__ == "__main__":
+    main()
