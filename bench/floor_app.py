@@ -65,8 +65,10 @@ def create_admit_only_app() -> Flask:
 
 class BenchServer(WebhookServer):
     def __init__(self, options: dict, app_name: str):
+        from webhook.policy import default_policy
+
         self.app_name = app_name
-        super().__init__(options, None)
+        super().__init__(options, None, default_policy())
 
     def load(self):
         if self.app_name == "floor":
@@ -107,6 +109,11 @@ def main() -> None:
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir()
         configure(args.app_log_level or gunicorn_conf.loglevel)
+    # As serve does: the master builds the TLS context that every worker inherits
+    # (gunicorn_conf.ssl_context hands it out), for the floor and the project alike.
+    from webhook.reload import TLS, server_context
+
+    TLS.context(args.cert_file, args.key_file, lambda: server_context(args.cert_file, args.key_file))
     BenchServer(options, args.app).run()
 
 
