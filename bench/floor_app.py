@@ -104,10 +104,10 @@ def main() -> None:
     if args.app == "project":
         # As `gpu-rightsizer serve` does (webhook/commands/serve.py run()): multiprocess
         # metrics and JSON log lines, so the project here costs what it costs there.
-        from webhook.commands.serve import _private_metrics_dir
+        from webhook.commands.serve import _private_dir
         from webhook.logs import configure
 
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_dir()
         configure(args.app_log_level or gunicorn_conf.loglevel)
     # As serve does: the master builds the TLS context that every worker inherits
     # (gunicorn_conf.ssl_context hands it out), for the floor and the project alike.

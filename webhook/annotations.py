@@ -119,14 +119,15 @@ def parse_precision(value: str) -> str:
 
 def parse_memory_bytes(value: str, annotation: str = GPU_MEMORY) -> float:
     """A Kubernetes quantity (`18Gi`, `20G`, `512Mi`) -> bytes, positive and finite."""
-    accepted = "a Kubernetes quantity greater than 0 and below 1Pi, such as 18Gi, 20G or 512Mi"
+    accepted = "a Kubernetes quantity of at least 1 byte and below 1Pi, such as 18Gi, 20G or 512Mi"
     if not isinstance(value, str) or len(value) > _MAX_NUMBER_TEXT:
         raise InvalidAnnotation(annotation, value, accepted)
     try:
         amount = parse_quantity(value.strip())
     except (ValueError, InvalidOperation, TypeError):
         raise InvalidAnnotation(annotation, value, accepted) from None
-    if not amount.is_finite() or amount <= 0 or amount >= Decimal(_MAX_MEMORY_BYTES):
+    # Below one byte (1e-999999999) is no memory need at all: refused, not sized as zero.
+    if not amount.is_finite() or amount < 1 or amount >= Decimal(_MAX_MEMORY_BYTES):
         raise InvalidAnnotation(annotation, value, accepted)
     return float(amount)
 

@@ -327,13 +327,18 @@ def parse_policy_yaml(text: str, source: str = "inline") -> Policy:
     return compile_policy(data, source=source)
 
 
-def load_policy(path: str) -> Policy:
+def read_policy_file(path: str) -> tuple[str, Policy]:
+    """The file's text and the policy it compiles to (the text is what was validated)."""
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as err:
         raise PolicyError(f"(file): cannot read policy {path}: {err.strerror}") from None
-    return parse_policy_yaml(text, source=path)
+    return text, parse_policy_yaml(text, source=path)
+
+
+def load_policy(path: str) -> Policy:
+    return read_policy_file(path)[1]
 
 
 def default_policy_text() -> str:

@@ -26,10 +26,16 @@ from cryptography import x509
 
 from webhook import metrics
 from webhook.logs import LOGGER
-from webhook.policy import Policy, PolicyError, load_policy
+from webhook.policy import Policy, PolicyError, parse_policy_yaml, read_policy_file
 
 log = logging.getLogger(LOGGER)
 INTERVAL_ENV = "GPU_RIGHTSIZER_RELOAD_SECONDS"
+# A directory private to one `serve` (set by it before forking) where workers keep the
+# text of the last policy that validated. A worker (re)started while the file on disk is
+# invalid (a SIGHUP, a worker replaced after a crash) starts from that, not from the
+# older policy the master validated at start.
+STATE_DIR_ENV = "GPU_RIGHTSIZER_STATE_DIR"
+LAST_GOOD_POLICY = "last-good-policy.yaml"
 DEFAULT_INTERVAL = 2.0
 
 Signature = tuple
@@ -47,6 +53,31 @@ def file_signature(*paths: str) -> Signature:
     return tuple(out)
 
 
+def remember_good_policy(text: str) -> None:
+    state = os.environ.get(STATE_DIR_ENV)
+    if not state:
+        return
+    target = os.path.join(state, LAST_GOOD_POLICY)
+    tmp = f"{target}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, target)  # atomic: another worker never reads half of it
+    except OSError as err:
+        log.warning("cannot keep the last good policy", extra={"fields": {"error": str(err)}})
+
+
+def last_good_policy(path: str) -> Policy | None:
+    state = os.environ.get(STATE_DIR_ENV)
+    if not state:
+        return None
+    try:
+        with open(os.path.join(state, LAST_GOOD_POLICY), encoding="utf-8") as fh:
+            return parse_policy_yaml(fh.read(), source=f"{path} (last good)")
+    except (OSError, PolicyError):
+        return None
+
+
 class PolicyReloader:
     def __init__(self, holder, path: str):
         self.holder = holder
@@ -56,27 +87,32 @@ class PolicyReloader:
 
     @classmethod
     def start(cls, path: str, fallback: Policy) -> "PolicyReloader":
-        """A holder with the policy file as it is now, or ``fallback`` (the last policy
-        known good) when the file is invalid — counted and logged like a failed reload."""
+        """A holder with the policy file as it is now, or else the last policy known good:
+        the one a worker of this server last loaded, or ``fallback`` (validated by the
+        master at start). The failure is counted and logged like a failed reload."""
         from webhook.app import PolicyHolder
 
         sig = file_signature(path)
         try:
-            return cls(PolicyHolder(path, load_policy(path)), path)
+            text, policy = read_policy_file(path)
         except PolicyError as err:
-            reloader = cls(PolicyHolder(path, fallback), path)
+            known_good = last_good_policy(path)
+            reloader = cls(PolicyHolder(path, known_good or fallback), path)
             reloader._loaded, reloader._failed = None, sig
             metrics.POLICY_RELOADS.labels("failure").inc()
-            log.error("policy file invalid at worker start; using the policy validated at server start",
+            using = "the last policy a worker loaded" if known_good else "the policy validated at server start"
+            log.error(f"policy file invalid at worker start; using {using}",
                       extra={"fields": {"path": path, "error": str(err)}})
             return reloader
+        remember_good_policy(text)
+        return cls(PolicyHolder(path, policy), path)
 
     def check(self) -> None:
         sig = file_signature(self.path)
         if sig == self._loaded or sig == self._failed:
             return
         try:
-            policy = load_policy(self.path)
+            text, policy = read_policy_file(self.path)
         except PolicyError as err:
             self._failed = sig
             metrics.POLICY_RELOADS.labels("failure").inc()
@@ -84,6 +120,7 @@ class PolicyReloader:
                       extra={"fields": {"path": self.path, "error": str(err)}})
             return
         self.holder.replace(policy)
+        remember_good_policy(text)
         self._loaded, self._failed = sig, None
         metrics.POLICY_RELOADS.labels("success").inc()
         log.info("policy reloaded", extra={"fields": {"path": self.path, "pools": [p.name for p in policy.pools]}})

@@ -65,10 +65,10 @@ class WebhookServer(BaseApplication):
         return app
 
 
-def _private_metrics_dir() -> str:
-    """A fresh directory for prometheus-client's per-worker files, removed when the
-    master exits (a worker exiting must not remove it)."""
-    path = tempfile.mkdtemp(prefix="gpu-rightsizer-metrics-")
+def _private_dir(prefix: str = "gpu-rightsizer-metrics-") -> str:
+    """A fresh directory private to this server (prometheus-client's per-worker files;
+    the last good policy), removed when the master exits (a worker exiting must not)."""
+    path = tempfile.mkdtemp(prefix=prefix)
     master = os.getpid()
     atexit.register(lambda: os.getpid() == master and shutil.rmtree(path, ignore_errors=True))
     return path
@@ -89,7 +89,10 @@ def run(args) -> int:
     startup_policy = policy_or_exit(args.policy)
     policy_path = args.policy or os.environ.get(POLICY_ENV)
     # Before anything imports prometheus_client: it picks multiprocess mode at import.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_metrics_dir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_dir()
+    from webhook.reload import STATE_DIR_ENV
+
+    os.environ[STATE_DIR_ENV] = _private_dir("gpu-rightsizer-state-")
     from webhook.logs import configure
     from webhook.reload import TLS, server_context
 
