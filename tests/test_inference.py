@@ -1,7 +1,7 @@
 """The inference estimate against worked examples computed independently of the code.
 
 Every figure below was worked out by hand / with a separate Decimal calculation that does
-not import webhook (the formula of docs/readme-inference.md):
+not import webhook (the formula of README.md, "Sizing inference servers"):
 
     weights = params x bytes/param        (bf16: 2 B; int4: 4.5 bits = 9/16 B incl. scales)
     KV      = 2 x layers x kv-heads x head-dim x bytes(kv dtype) x context x concurrency

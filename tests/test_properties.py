@@ -34,7 +34,7 @@ POLICIES = [
         "defaultWorkloadClass": "inf",
         "overridePriorityClass": True,
     }),
-    # Inference sizing on both MIG strategies (docs/readme-inference.md).
+    # Inference sizing on both MIG strategies (README.md, "Sizing inference servers").
     compile_policy({
         "pools": [
             {"name": "h100-single", "gpuModel": "H100-80GB", "strategy": "single",

@@ -5,7 +5,7 @@
 
 and a profile fits when need <= utilization x its real usable memory, because the engine
 budgets only that fraction of the device (vLLM's --gpu-memory-utilization, 0.9 by default)
-and refuses to start when the cache does not fit in it. docs/readme-inference.md derives
+and refuses to start when the cache does not fit in it. README.md ("Sizing inference servers") derives
 the constants. Pure functions; the architecture table is data (data/architectures.yaml).
 """
 
@@ -26,7 +26,7 @@ from webhook.sizing import BYTES_PER_GIB, BYTES_PER_MIB, MemoryNeed, format_gib
 # Weight bytes per parameter for the inference estimate. int4 carries its quantisation
 # metadata: GPTQ/AWQ with group size 128 store an fp16 scale and a zero point per 128
 # weights (4 + 32/128 = 4.25 bits) and keep embeddings, lm_head and norms in fp16; 4.5 bits
-# (9/16 B) is a flat allowance for both (docs/readme-inference.md gives per-model figures).
+# (9/16 B) is a flat allowance for both (README.md, "Sizing inference servers", gives per-model figures).
 WEIGHT_BYTES = {
     "fp32": Fraction(4),
     "fp16": Fraction(2),

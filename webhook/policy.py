@@ -67,7 +67,7 @@ class PoolSpec(_Spec):
 class EstimateSpec(_Spec):
     default_precision: str = "fp16"
     overhead_factor: float = Field(default=1.2, ge=1.0, le=10.0)
-    # Inference estimate (webhook/inference.py); defaults derived in docs/readme-inference.md.
+    # Inference estimate (webhook/inference.py); defaults derived in README.md, "Sizing inference servers".
     # Peak activations of the engine's profiling forward pass: measured 0.18-1.38 GiB at
     # 2048-token steps on an H100 (../shared/measurements/h100-llm-memory.json); vLLM logs
     # 1.26 GiB for Llama-3-8B (vllm-project/vllm#10511). 1.5 GiB covers every figure seen.
