@@ -32,7 +32,7 @@ MANIFESTS = ROOT / "manifests"
 KUBE_VERSION = "1.36.0"
 NAMESPACE = "gpu-rightsizer-system"
 CERT_MANAGER_KINDS = {"Issuer", "Certificate"}
-KUSTOMIZATIONS = ["base", "overlays/self-signed", "overlays/cert-manager"]
+KUSTOMIZATIONS = ["base", "overlays/self-signed", "overlays/cert-manager", "optional/planner"]
 
 
 def _script(name: str) -> str:
@@ -113,6 +113,13 @@ def test_kinds_per_kustomization(rendered):
         "Issuer", "Certificate"
     }
     assert [o["metadata"]["name"] for o in cm if o["kind"] == "ServiceAccount"] == ["gpu-rightsizer"]
+
+
+def test_the_planners_role_only_reads_what_plan_in_cluster_lists(rendered):
+    (role,) = [o for o in rendered["optional/planner"] if o["kind"] == "ClusterRole"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces", "pods", "nodes"], "verbs": ["get", "list"]}]
+    (binding,) = [o for o in rendered["optional/planner"] if o["kind"] == "ClusterRoleBinding"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-rightsizer-planner", "namespace": NAMESPACE}]
 
 
 # --- policy and PriorityClasses -----------------------------------------------------
