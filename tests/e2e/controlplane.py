@@ -18,7 +18,6 @@ import base64
 import contextlib
 import ctypes
 import datetime
-import ipaddress
 import json
 import os
 import secrets
@@ -35,10 +34,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 LOG_TAIL_LINES = 40
 # kube-apiserver did not exit within 10 s of SIGTERM in our runs; nothing of
@@ -141,59 +138,15 @@ def _write_private_key(key, path: Path) -> None:
     path.chmod(0o600)
 
 
-def _write_cert(cert: x509.Certificate, path: Path) -> None:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _cert_builder(subject: str, issuer: str, public_key, days: int) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            # Backdated so a slightly skewed clock never sees "not yet valid".
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=days)))
-
-
 def make_serving_cert(directory: Path | str,
-                      hosts: Sequence[str] = ("127.0.0.1", "localhost"),
-                      days: int = 2) -> ServingCert:
-    """Generate a throwaway CA and a TLS server cert for `hosts` (IPs or DNS names).
+                      hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> ServingCert:
+    """A CA and a TLS server cert for `hosts` (IPs or DNS names), made by the project's
+    own certificate code (webhook/certs.py), for a webhook on loopback that
+    kube-apiserver calls through clientConfig.url with caBundle = `ca_bundle_b64`."""
+    from webhook.certs import write_ca_and_serving_cert
 
-    For running a webhook on loopback that kube-apiserver calls through
-    clientConfig.url, with caBundle = `ServingCert.ca_bundle_b64`.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (_cert_builder("gpu-rightsizer-e2e-ca", "gpu-rightsizer-e2e-ca", ca_key.public_key(), days)
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                            content_commitment=False, key_encipherment=False,
-                                            data_encipherment=False, key_agreement=False,
-                                            encipher_only=False, decipher_only=False), critical=True)
-               .sign(ca_key, hashes.SHA256()))
-
-    sans: list[x509.GeneralName] = []
-    for h in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_cert_builder(hosts[0], "gpu-rightsizer-e2e-ca", key.public_key(), days)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-
-    paths = ServingCert(directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
-    _write_cert(ca_cert, paths.ca_file)
-    _write_cert(cert, paths.cert_file)
-    _write_private_key(key, paths.key_file)
-    return paths
+    paths = write_ca_and_serving_cert(directory, list(hosts))
+    return ServingCert(paths.ca_cert, paths.cert, paths.key)
 
 
 def make_service_account_keys(directory: Path) -> tuple[Path, Path]:
