@@ -30,7 +30,6 @@ import base64
 import http.client
 import json
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile

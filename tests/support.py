@@ -20,6 +20,13 @@ def measurements_path(name: str = "h100-llm-memory.json") -> Path:
     return path if path.exists() else FIXTURES / "measurements" / name
 
 
+def mig_profile_table(name: str) -> str:
+    """A `nvidia-smi mig -lgip/-lgipp` table read off a real GPU (../shared/mig-profiles,
+    else its copy in tests/fixtures)."""
+    path = SHARED / "mig-profiles" / name
+    return (path if path.exists() else FIXTURES / "mig-profiles" / name).read_text()
+
+
 def captured_review(name: str) -> dict:
     """The AdmissionReview body of a capture (``pod-create``, ``pod-create-dry-run``...)."""
     with open(FIXTURES / "admission-reviews" / f"{name}.json") as fh:

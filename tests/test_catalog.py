@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from support import FIXTURES, SHARED
+from support import mig_profile_table as table
 from webhook.catalog import builtin_catalog
 
 REQUIRED_MODELS = [
@@ -17,11 +16,6 @@ REQUIRED_MODELS = [
 _LGIP = re.compile(r"^\|\s+\d+\s+MIG (\S+)\s+(\d+)\s+\d+/(\d+)\s+([\d.]+)\s+\w+\s+\d+\s+(\d+)\s+\d+\s+\|$")
 _LGIPP = re.compile(r"^GPU\s+\d+ Profile ID\s+(\d+) Placements?\s*: \{([\d,]+)\}:(\d+)$")
 _NVML = re.compile(r"^(\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$")
-
-
-def table(name: str) -> str:
-    path = SHARED / "mig-profiles" / name
-    return (path if path.exists() else FIXTURES / "mig-profiles" / name).read_text()
 
 
 def parse_table(text: str) -> dict[str, dict]:

@@ -9,7 +9,6 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 import requests
 from live_server import DENIED, IGNORED, MUTATED, UNCHANGED, LiveServer, review, total
 

@@ -33,7 +33,6 @@ def test_mig_parted_config_structure_and_layouts(tmp_path, capsys):
     assert main(["plan", MIX, "--config-out", str(out_file)]) == 0
     doc = yaml.safe_load(out_file.read_text())
     assert doc["version"] == "v1" and set(doc) == {"version", "mig-configs"}
-    total_gpus = 0
     for name, entries in doc["mig-configs"].items():
         assert isinstance(entries, list) and entries
         for entry in entries:

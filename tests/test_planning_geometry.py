@@ -1,20 +1,19 @@
 import re
-from pathlib import Path
 
 import pytest
 
 from layout_checker import count_vectors, layout_problems
+from support import mig_profile_table
 from webhook.catalog import builtin_catalog
 from webhook.planning.geometry import all_layouts, configurations, realise
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "mig-profiles"
 CATALOG = builtin_catalog()
 H100 = CATALOG.lookup("H100-80GB")
 
 
-def _table(path: Path) -> dict[int, tuple[int, list[int], int]]:
+def _table(name: str) -> dict[int, tuple[int, list[int], int]]:
     """profile id -> (instances total, placement starts, size) from -lgip / -lgipp."""
-    text = path.read_text()
+    text = mig_profile_table(name)
     totals = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"MIG \S+\s+(\d+)\s+\d+/(\d+)", text)}
     out = {}
     for m in re.finditer(r"Profile ID\s+(\d+) Placements?\s*: \{([\d,]+)\}:(\d+)", text):
@@ -27,7 +26,7 @@ def _table(path: Path) -> dict[int, tuple[int, list[int], int]]:
 def test_homogeneous_maximum_matches_real_gpu_tables(filename, model_key):
     """The most instances of one profile the enumeration fits on a GPU is the
     `Instances Total` a real GPU reports, and the placements are the real ones."""
-    table = _table(SHARED / filename)
+    table = _table(filename)
     model = CATALOG.lookup(model_key)
     assert table, "no profiles parsed from the table"
     for profile in model.profiles:

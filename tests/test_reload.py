@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 
-import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding

@@ -4,7 +4,6 @@ TLS port listening, no log line a pod author can forge, bandit clean."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import ssl
