@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def shared_dir() -> Path:
-    candidates = [os.environ.get("GPU_RIGHTSIZER_SHARED"), ROOT.parent / "shared", "/work/shared"]
+    # ../shared beside the clone, else the copies the tests keep (tests/fixtures/).
+    candidates = [os.environ.get("GPU_RIGHTSIZER_SHARED"), ROOT.parent / "shared", ROOT / "tests" / "fixtures"]
     for c in candidates:
         if c and (Path(c) / "admission-reviews").is_dir():
             return Path(c)
