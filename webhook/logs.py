@@ -44,6 +44,7 @@ class JsonFormatter(logging.Formatter):
 
 # The handler configure() installed: info_line() writes straight to its stream.
 _handler: logging.StreamHandler | None = None
+_logger = logging.getLogger(LOGGER)  # getLogger takes logging's module lock on every call
 
 
 def configure(level: str = "info", stream=None) -> logging.Logger:
@@ -68,7 +69,7 @@ def info_line(msg: str, fields: dict) -> None:
     CPU of recording an admission (cProfile, 3,000 requests). Same JSON, same stream,
     same lock as the handler; nothing when the logger's level is above info. If the
     logger's handlers are not (only) configure()'s, it goes through logging as before."""
-    logger = logging.getLogger(LOGGER)
+    logger = _logger
     if not logger.isEnabledFor(logging.INFO):
         return
     handler = _handler
