@@ -11,7 +11,7 @@ import pytest
 from live_server import DENIED, MUTATED, review
 
 from webhook.app import create_app
-from webhook.logs import LOGGER, MAX_FIELD, JsonFormatter, admission_fields, configure
+from webhook.logs import LOGGER, MAX_FIELD, JsonFormatter, admission_fields, configure, info_line
 
 
 @pytest.fixture(autouse=True)
@@ -80,3 +80,29 @@ def test_exceptions_are_one_json_line():
         record.exc_info = sys.exc_info()
     text = JsonFormatter().format(record)
     assert "\n" not in text and "ValueError: bad" in json.loads(text)["exception"]
+
+
+def test_the_admission_line_is_what_the_formatter_writes():
+    stream = _capture()
+    fields = admission_fields(review(MUTATED, 'u"\n1'), "mutated", "rewrite", "m\n", 0.0012)
+    info_line("admission", fields)
+    logging.getLogger(LOGGER).info("admission", extra={"fields": fields})
+    fast, slow = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert list(fast) == list(slow)
+    assert {k: v for k, v in fast.items() if k != "time"} == {k: v for k, v in slow.items() if k != "time"}
+    assert fast["uid"] == 'u"\n1' and fast["level"] == "info" and fast["time"].endswith("+00:00")
+
+
+def test_no_admission_line_above_info():
+    stream = io.StringIO()
+    configure("warning", stream)
+    create_app().test_client().post("/mutate", json=review(MUTATED, "uid-quiet"))
+    assert stream.getvalue() == ""
+
+
+def test_the_admission_line_follows_a_replaced_handler():
+    _capture()
+    other = io.StringIO()
+    logging.getLogger(LOGGER).handlers[:] = [logging.StreamHandler(other)]
+    info_line("admission", {"uid": "u"})
+    assert other.getvalue() == "admission\n"

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import sys
+import time
 
 import orjson
 
@@ -20,19 +21,30 @@ LOGGER = "gpu_rightsizer"
 MAX_FIELD = 512
 
 
+def _line(created: float, level: str, name: str, msg: str, fields: dict | None) -> dict:
+    line: dict = {
+        "time": dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": name,
+        "pid": os.getpid(),
+        "msg": msg,
+    }
+    line.update(fields or {})
+    return line
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line: dict = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": os.getpid(),
-            "msg": record.getMessage(),
-        }
-        line.update(getattr(record, "fields", None) or {})
+        line = _line(record.created, record.levelname.lower(), record.name, record.getMessage(),
+                     getattr(record, "fields", None))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
+
+
+# The handler configure() installed: info_line() writes straight to its stream.
+_handler: logging.StreamHandler | None = None
+_logger = logging.getLogger(LOGGER)  # getLogger takes logging's module lock on every call
 
 
 def configure(level: str = "info", stream=None) -> logging.Logger:
@@ -45,7 +57,34 @@ def configure(level: str = "info", stream=None) -> logging.Logger:
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    global _handler
+    _handler = handler
     return logger
+
+
+def info_line(msg: str, fields: dict) -> None:
+    """The line ``logger.info(msg, extra={"fields": fields})`` writes, without the logging
+    module's per-record machinery (LogRecord, Formatter, Handler.handle): the
+    per-admission line is on every request's path, and that machinery was about half the
+    CPU of recording an admission (cProfile, 3,000 requests). Same JSON, same stream,
+    same lock as the handler; nothing when the logger's level is above info. If the
+    logger's handlers are not (only) configure()'s, it goes through logging as before."""
+    logger = _logger
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _handler
+    if handler is None or logger.handlers != [handler] or handler.level > logging.INFO or logger.filters \
+            or handler.filters:
+        logger.info(msg, extra={"fields": fields})
+        return
+    text = orjson.dumps(_line(time.time(), "info", LOGGER, msg, fields), default=str).decode() + handler.terminator
+    with handler.lock:
+        try:
+            handler.stream.write(text)
+            handler.stream.flush()
+        except Exception:  # noqa: BLE001 - as StreamHandler.emit: a broken log stream
+            # must not fail the admission; logging's own error report goes to stderr.
+            handler.handleError(logging.makeLogRecord({"msg": msg, "name": LOGGER, "levelno": logging.INFO}))
 
 
 def _text(value: object) -> str | None:

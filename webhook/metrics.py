@@ -65,12 +65,29 @@ for _result in ("success", "failure"):
     CERT_RELOADS.labels(_result)
 
 
+# Labelled children by label values: `.labels()` validates and joins its arguments on
+# every call (a third of observe_admission's time, cProfile); the child it returns is the
+# same object each time, and its multiprocess value re-checks the pid on every inc, so a
+# child cached before gunicorn forks still writes to the worker's own file. The label
+# values are bounded (outcomes x actions, and the policies' pools x profiles).
+_ADMISSION_CHILDREN: dict[tuple[str, str], Counter] = {}
+_RIGHTSIZED_CHILDREN: dict[tuple[str, str], Counter] = {}
+
+
 def observe_admission(outcome: str, action: str, seconds: float, pool: str | None = None,
                       profile: str | None = None) -> None:
-    ADMISSIONS.labels(outcome, action).inc()
+    key = (outcome, action)
+    child = _ADMISSION_CHILDREN.get(key)
+    if child is None:
+        child = _ADMISSION_CHILDREN[key] = ADMISSIONS.labels(outcome, action)
+    child.inc()
     DURATION.observe(seconds)
     if pool and profile:
-        RIGHTSIZED.labels(pool, profile).inc()
+        key = (pool, profile)
+        child = _RIGHTSIZED_CHILDREN.get(key)
+        if child is None:
+            child = _RIGHTSIZED_CHILDREN[key] = RIGHTSIZED.labels(pool, profile)
+        child.inc()
 
 
 class _CertificateExpiry:

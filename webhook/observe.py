@@ -6,7 +6,7 @@ import logging
 
 from webhook import metrics
 from webhook.admission import Outcome
-from webhook.logs import LOGGER, admission_fields
+from webhook.logs import LOGGER, admission_fields, info_line
 
 log = logging.getLogger(LOGGER)
 
@@ -29,4 +29,5 @@ def record_admission(review: dict, outcome: Outcome | None, seconds: float) -> N
         if rightsized:
             profile = decision.profile.name if decision.profile else "whole-gpu"
     metrics.observe_admission(result, action, seconds, pool, profile)
-    log.info("admission", extra={"fields": admission_fields(review, result, action, message, seconds, pool, profile)})
+    if log.isEnabledFor(logging.INFO):
+        info_line("admission", admission_fields(review, result, action, message, seconds, pool, profile))

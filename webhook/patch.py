@@ -16,6 +16,8 @@ _ABSENT = object()
 
 def escape_pointer_token(token: str) -> str:
     """RFC 6901: '~' -> '~0', '/' -> '~1' (nvidia.com/gpu -> nvidia.com~1gpu)."""
+    if "~" not in token and "/" not in token:  # most keys: no new string, no method calls
+        return token
     return token.replace("~", "~0").replace("/", "~1")
 
 
