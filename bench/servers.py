@@ -113,13 +113,16 @@ def project_server(certs: Certs, workdir: Path, workers: int, port: int | None =
     return Server(f"gpu-rightsizer serve (workers={workers})", argv, port, certs, workdir / f"project-{port}.log")
 
 
-def bench_server(app: str, certs: Certs, workdir: Path, workers: int, worker_class: str = "gthread",
+def bench_server(app: str, certs: Certs, workdir: Path, workers: int, worker_class: str | None = None,
                  threads: int | None = None, access_log: Path | None = None, port: int | None = None) -> Server:
     """bench/floor_app.py: the allow-all floor (or our app) on the same gunicorn stack."""
     port = port or free_port()
+    # No worker class given: the one `serve` ships (webhook/gunicorn_conf.py), for the
+    # floor and the project alike.
     argv = [sys.executable, "-m", "bench.floor_app", "--app", app, "--port", str(port),
-            "--workers", str(workers), "--worker-class", worker_class,
-            "--cert-file", certs.cert, "--key-file", certs.key]
+            "--workers", str(workers), "--cert-file", certs.cert, "--key-file", certs.key]
+    if worker_class:
+        argv += ["--worker-class", worker_class]
     if worker_class == "sync":
         # gunicorn silently runs gthread instead of sync when threads > 1 (and the
         # shipped config says 4), so the sync worker needs threads=1 said out loud.
@@ -128,7 +131,7 @@ def bench_server(app: str, certs: Certs, workdir: Path, workers: int, worker_cla
         argv += ["--threads", str(threads)]
     if access_log:
         argv += ["--access-log", str(access_log)]
-    name = f"{app} ({worker_class}, workers={workers}{f', threads={threads}' if threads else ''})"
+    name = f"{app} ({worker_class or 'shipped worker'}, workers={workers}{f', threads={threads}' if threads else ''})"
     return Server(name, argv, port, certs, workdir / f"{app}-{port}.log")
 
 
