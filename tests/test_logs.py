@@ -106,3 +106,31 @@ def test_the_admission_line_follows_a_replaced_handler():
     logging.getLogger(LOGGER).handlers[:] = [logging.StreamHandler(other)]
     info_line("admission", {"uid": "u"})
     assert other.getvalue() == "admission\n"
+
+
+def test_lines_written_straight_to_a_real_file_are_whole_and_the_formatters(tmp_path):
+    """On a stream with a file descriptor (a container's stdout) the admission line is
+    one write(2) without the handler's lock: 16 threads writing at once must still give
+    whole lines, each what the formatter would write."""
+    import threading
+
+    path = tmp_path / "log.jsonl"
+    with open(path, "w") as stream:
+        configure("info", stream)
+        fields = admission_fields(review(MUTATED, "u-file"), "mutated", "rewrite", "x" * 300, 0.001)
+
+        def write_many():
+            for _ in range(200):
+                info_line("admission", fields)
+                logging.getLogger(LOGGER).info("other", extra={"fields": {"k": "v"}})
+
+        threads = [threading.Thread(target=write_many) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 16 * 200 * 2
+    parsed = [json.loads(line) for line in lines]
+    admissions = [p for p in parsed if p["msg"] == "admission"]
+    assert len(admissions) == 3200 and all(p["uid"] == "u-file" and p["decision"] == "x" * 300 for p in admissions)
