@@ -181,6 +181,14 @@ def test_deployment_is_restricted_and_read_only(rendered):
         assert _pod_matches(c["labelSelector"], spec["template"]["metadata"]["labels"])
 
 
+def test_deployment_runs_the_shipped_thread_count(rendered):
+    from webhook import gunicorn_conf
+
+    (deployment,) = [o for o in rendered["base"] if o["kind"] == "Deployment"]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GPU_RIGHTSIZER_THREADS"] == str(gunicorn_conf.threads) == "16"
+
+
 def test_deployment_serves_the_mounted_policy_and_certificate(rendered):
     dep = one(rendered["base"], "Deployment", "gpu-rightsizer")
     pod = dep["spec"]["template"]["spec"]
