@@ -119,10 +119,6 @@ class ServingSettings:
     kv_dtype: str = "auto"
 
 
-def format_utilization(utilization: Fraction) -> str:
-    return f"{float(utilization):g}"
-
-
 def inference_need(
     settings: ServingSettings, utilization: Fraction, activation_mib: int, runtime_overhead_mib: int
 ) -> MemoryNeed:

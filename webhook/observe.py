@@ -25,9 +25,7 @@ def record_admission(review: dict, outcome: Outcome | None, seconds: float) -> N
         message = decision.message if decision else (outcome.response.get("status") or {}).get("message", "")
         rightsized = decision is not None and decision.action in ("rewrite", "whole-gpu") and result == "mutated"
         pool = decision.pool.name if rightsized and decision.pool else None
-        profile = None
-        if rightsized:
-            profile = decision.profile.name if decision.profile else "whole-gpu"
+        profile = decision.assigned_profile if rightsized else None
     metrics.observe_admission(result, action, seconds, pool, profile)
     if log.isEnabledFor(logging.INFO):
         info_line("admission", admission_fields(review, result, action, message, seconds, pool, profile))

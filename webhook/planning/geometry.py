@@ -67,10 +67,6 @@ def _slices_of(profile_name: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def is_valid_placement(profile: MigProfile, start: int) -> bool:
-    return start in profile.placement_starts
-
-
 def _candidates(profiles: tuple[MigProfile, ...]) -> list[tuple[MigProfile, int]]:
     return sorted(((p, s) for p in profiles for s in p.placement_starts), key=lambda ps: (ps[1], -ps[0].placement_size, ps[0].name))
 
