@@ -149,5 +149,18 @@ def corpus() -> dict[str, dict]:
     return kinds
 
 
+def distinct_bodies(review: dict, count: int) -> list[bytes]:
+    """``count`` reviews of the same pod, each made distinct by one label (which the
+    decision does not read): pods no decision memo has seen, each decided in full.
+    ``count`` over the memo's size (webhook/memo.py) keeps a cycle of them missing."""
+    out = []
+    for i in range(count):
+        variant = copy.deepcopy(review)
+        variant["request"]["uid"] = str(uuid.UUID(int=i))
+        variant["request"]["object"]["metadata"].setdefault("labels", {})["bench/variant"] = str(i)
+        out.append(body_of(variant))
+    return out
+
+
 def body_of(review: dict) -> bytes:
     return json.dumps(review).encode()

@@ -15,6 +15,7 @@ soon as the previous answer arrives; its throughput is the saturation throughput
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -96,13 +97,20 @@ class Connection:
         return status
 
 
-async def _pool(host, port, ctx, conns, tally, payload) -> list[Connection]:
+def _payloads(host: str, port: int, body: bytes | list[bytes]):
+    """An endless iterator of request bytes: one body, or a list of bodies sent in turn
+    (distinct pods, so a memo of decisions cannot answer them)."""
+    bodies = [body] if isinstance(body, bytes) else body
+    return itertools.cycle([request_bytes(host, port, b) for b in bodies])
+
+
+async def _pool(host, port, ctx, conns, tally, payloads) -> list[Connection]:
     """``conns`` warm connections: each opened and used once before timing starts. Each
     sends its request right after its handshake, as the API server does; a pool opened
     all at once and left idle would hold gunicorn's gthread threads, which read a new
     connection's first request in a worker thread."""
     pool = [Connection(host, port, ctx, tally) for _ in range(conns)]
-    await asyncio.gather(*(c.call(payload) for c in pool))
+    await asyncio.gather(*(c.call(next(payloads)) for c in pool))
     return pool
 
 
@@ -114,9 +122,9 @@ def _record(tally: Tally, status: bytes, started: float) -> None:
         tally.first_error = tally.first_error or status.decode(errors="replace")
 
 
-async def _open_loop(host, port, ctx, payload, rate, seconds, conns, timeout) -> dict:
+async def _open_loop(host, port, ctx, payloads, rate, seconds, conns, timeout) -> dict:
     tally = Tally()
-    pool = await _pool(host, port, ctx, conns, tally, payload)
+    pool = await _pool(host, port, ctx, conns, tally, payloads)
     queue: asyncio.Queue = asyncio.Queue()
     total = int(rate * seconds)
 
@@ -126,7 +134,7 @@ async def _open_loop(host, port, ctx, payload, rate, seconds, conns, timeout) ->
             if due is None:
                 return
             try:
-                _record(tally, await conn.call(payload), due)
+                _record(tally, await conn.call(next(payloads)), due)
             except Exception as err:  # noqa: BLE001 - counted, the run goes on
                 tally.errors += 1
                 tally.first_error = tally.first_error or repr(err)
@@ -156,16 +164,16 @@ async def _open_loop(host, port, ctx, payload, rate, seconds, conns, timeout) ->
     return out
 
 
-async def _closed_loop(host, port, ctx, payload, seconds, conns) -> dict:
+async def _closed_loop(host, port, ctx, payloads, seconds, conns) -> dict:
     tally = Tally()
-    pool = await _pool(host, port, ctx, conns, tally, payload)
+    pool = await _pool(host, port, ctx, conns, tally, payloads)
     stop = time.perf_counter() + seconds
 
     async def worker(conn: Connection) -> None:
         while time.perf_counter() < stop:
             started = time.perf_counter()
             try:
-                _record(tally, await conn.call(payload), started)
+                _record(tally, await conn.call(next(payloads)), started)
             except Exception as err:  # noqa: BLE001
                 tally.errors += 1
                 tally.first_error = tally.first_error or repr(err)
@@ -179,12 +187,13 @@ async def _closed_loop(host, port, ctx, payload, seconds, conns) -> dict:
     return tally.as_dict(elapsed) | {"seconds": seconds, "connections": conns}
 
 
-def open_loop(host: str, port: int, ca_file: str, body: bytes, rate: float, seconds: float,
+def open_loop(host: str, port: int, ca_file: str, body: bytes | list[bytes], rate: float, seconds: float,
               conns: int = 16, timeout: float = 15.0) -> dict:
-    payload = request_bytes(host, port, body)
-    return asyncio.run(_open_loop(host, port, client_context(ca_file), payload, rate, seconds, conns, timeout))
+    payloads = _payloads(host, port, body)
+    return asyncio.run(_open_loop(host, port, client_context(ca_file), payloads, rate, seconds, conns, timeout))
 
 
-def closed_loop(host: str, port: int, ca_file: str, body: bytes, seconds: float, conns: int = 16) -> dict:
-    payload = request_bytes(host, port, body)
-    return asyncio.run(_closed_loop(host, port, client_context(ca_file), payload, seconds, conns))
+def closed_loop(host: str, port: int, ca_file: str, body: bytes | list[bytes], seconds: float,
+                conns: int = 16) -> dict:
+    payloads = _payloads(host, port, body)
+    return asyncio.run(_closed_loop(host, port, client_context(ca_file), payloads, seconds, conns))

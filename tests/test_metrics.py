@@ -58,6 +58,11 @@ def test_counts_add_up_across_three_workers(tmp_path):
         for outcome, count in expected.items():
             assert total(samples, "gpu_rightsizer_admissions_total", outcome=outcome) == count, outcome
         assert total(samples, "gpu_rightsizer_admissions_total", outcome="error") == 0
+        # Every pod create goes through the decision memo; MIX repeats 4 pods, so all
+        # but each worker's first two sightings of a pod are answered from memory.
+        memo = {r: total(samples, "gpu_rightsizer_decision_memo_total", result=r) for r in ("hit", "miss", "skipped")}
+        assert sum(memo.values()) == n, memo
+        assert memo["skipped"] == 0 and memo["miss"] <= 3 * 2 * 4 and memo["hit"] >= n - 3 * 2 * 4, memo
         assert total(samples, "gpu_rightsizer_admissions_total", action="ignore") == n // len(MIX)
         assert samples["gpu_rightsizer_admission_duration_seconds_count"] == n
         assert samples['gpu_rightsizer_admission_duration_seconds_bucket{le="+Inf"}'] == n

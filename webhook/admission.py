@@ -8,6 +8,7 @@ and the benchmarks all run exactly this.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from webhook import review as rv
 from webhook.decision import BadObject, Decision, decide
@@ -16,6 +17,20 @@ from webhook.mutation import mutate_pod
 from webhook.patch import diff
 from webhook.policy import Policy
 
+if TYPE_CHECKING:
+    from webhook.memo import DecisionMemo
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a pod create gets, whoever asks: the outcome without the request's uid.
+    A pure function of (pod, policy), so webhook/memo.py can keep it for a pod seen again."""
+
+    result: str  # mutated | unchanged | denied | ignored
+    decision: Decision | None
+    patch: tuple[dict, ...]
+    response_fields: dict  # the AdmissionResponse without "uid" (review.with_uid adds it)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -23,6 +38,7 @@ class Outcome:
     result: str  # mutated | unchanged | denied | ignored
     decision: Decision | None
     patch: tuple[dict, ...] = ()
+    memo: str = ""  # the DecisionMemo's answer: hit | miss | skipped; "" when none was asked
 
 
 def pod_patch(pod: dict, policy: Policy) -> tuple[Decision, list[dict]]:
@@ -32,19 +48,30 @@ def pod_patch(pod: dict, policy: Policy) -> tuple[Decision, list[dict]]:
     return decision, diff(pod, mutate_pod(pod, decision, policy))
 
 
-def admit(review: AdmissionReview, policy: Policy) -> Outcome:
+def answer_pod(pod: object, policy: Policy) -> Answer:
+    """The answer to creating ``pod`` (request.object, whatever JSON it is)."""
+    if not isinstance(pod, dict):
+        return Answer("denied", None, (), rv.denied_fields("request.object must be a Pod object"))
+    try:
+        decision, patch = pod_patch(pod, policy)
+    except BadObject as err:
+        return Answer("denied", None, (), rv.denied_fields(f"the pod is malformed: {err}"))
+    if decision.action == "deny":
+        return Answer("denied", decision, (), rv.denied_fields(decision.message))
+    result = "mutated" if patch else ("ignored" if decision.action == "ignore" else "unchanged")
+    return Answer(result, decision, tuple(patch), rv.allowed_fields(patch, decision.all_warnings))
+
+
+def admit(review: AdmissionReview, policy: Policy, memo: DecisionMemo | None = None, body_bytes: int = 0) -> Outcome:
+    """``memo`` (for ``policy``) answers pods seen before; ``body_bytes`` is the request's
+    size, which bounds what keying the pod would cost (webhook/memo.py)."""
     request = review["request"]
     uid = request["uid"]
     if not rv.is_pod_create(request):
         return Outcome(rv.allowed(uid), "ignored", None)
-    pod = request.get("object")
-    if not isinstance(pod, dict):
-        return Outcome(rv.denied(uid, "request.object must be a Pod object"), "denied", None)
-    try:
-        decision, patch = pod_patch(pod, policy)
-    except BadObject as err:
-        return Outcome(rv.denied(uid, f"the pod is malformed: {err}"), "denied", None)
-    if decision.action == "deny":
-        return Outcome(rv.denied(uid, decision.message), "denied", decision)
-    result = "mutated" if patch else ("ignored" if decision.action == "ignore" else "unchanged")
-    return Outcome(rv.allowed(uid, patch, decision.all_warnings), result, decision, tuple(patch))
+    if memo is None:
+        answer, remembered = answer_pod(request.get("object"), policy), ""
+    else:
+        answer, remembered = memo.answer(request.get("object"), body_bytes)
+    return Outcome(rv.with_uid(uid, answer.response_fields), answer.result, answer.decision, answer.patch,
+                   remembered)

@@ -21,6 +21,7 @@ from webhook import metrics
 from webhook import review as rv
 from webhook.admission import admit
 from webhook.annotations import quote_value
+from webhook.memo import DecisionMemo
 from webhook.observe import record_admission
 from webhook.policy import Policy, resolve_policy
 
@@ -28,21 +29,26 @@ log = logging.getLogger("gpu_rightsizer")
 
 
 class PolicyHolder:
-    """The policy in force; swapped whole (one reference assignment) on reload, so a
-    request always sees one complete policy."""
+    """The policy in force and its DecisionMemo; swapped whole (one reference assignment)
+    on reload, so a request always sees one complete policy and only its answers."""
 
     def __init__(self, path: str | None, policy: Policy | None = None):
         self.path = path
-        self._policy = policy or resolve_policy(path)
+        policy = policy or resolve_policy(path)
+        self._current = (policy, DecisionMemo(policy))
         self._lock = threading.Lock()
 
     @property
     def policy(self) -> Policy:
-        return self._policy
+        return self._current[0]
+
+    @property
+    def current(self) -> tuple[Policy, DecisionMemo]:
+        return self._current
 
     def replace(self, policy: Policy) -> None:
         with self._lock:
-            self._policy = policy
+            self._current = (policy, DecisionMemo(policy))
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -96,8 +102,9 @@ def create_app(
             log.exception("internal error decoding a request; answered 400")
             return _bad_request(400, "the body could not be decoded as an AdmissionReview")
         uid = review["request"]["uid"]
+        policy, memo = holder.current
         try:
-            outcome = admit(review, holder.policy)
+            outcome = admit(review, policy, memo, len(body))
         except Exception:  # noqa: BLE001 - a bug must not block pod creation
             # Fail open: the pod is admitted as it came (it is still a valid pod, just not
             # right-sized); the traceback goes to the log and the error to the metrics.

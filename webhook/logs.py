@@ -119,7 +119,7 @@ def _text(value: object) -> str | None:
 
 
 def admission_fields(review: dict, outcome: str, action: str, message: str, duration_s: float,
-                     pool: str | None = None, profile: str | None = None) -> dict:
+                     pool: str | None = None, profile: str | None = None, memo: str = "") -> dict:
     """The fields of one admission's log line, from the decoded AdmissionReview."""
     request = review.get("request") or {}
     obj = request.get("object")
@@ -138,6 +138,8 @@ def admission_fields(review: dict, outcome: str, action: str, message: str, dura
         "pool": pool,
         "profile": profile,
         "decision": _text(message),
+        # hit: answered from memory, as an earlier pod like it was (webhook/memo.py).
+        "memo": memo or None,
         "durationMs": round(duration_s * 1000, 3),
     }
     return {k: v for k, v in fields.items() if v is not None}

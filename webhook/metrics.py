@@ -41,6 +41,13 @@ DURATION = Histogram(
     "Time to answer one admission request, from body read to response built.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+DECISION_MEMO = Counter(
+    "gpu_rightsizer_decision_memo_total",
+    "Pod creates by how the decision was found: hit (the same pod, outside its per-pod "
+    "fields, was decided before under this policy), miss (decided and remembered), skipped "
+    "(too large to key; decided).",
+    ["result"],
+)
 BAD_REQUESTS = Counter(
     "gpu_rightsizer_bad_requests_total",
     "Requests to /mutate refused before admission (not an AdmissionReview), by HTTP status.",
@@ -60,6 +67,8 @@ CERT_RELOADS = Counter(
 
 for _outcome in OUTCOMES:
     ADMISSIONS.labels(_outcome, "none")
+for _result in ("hit", "miss", "skipped"):
+    DECISION_MEMO.labels(_result)
 for _result in ("success", "failure"):
     POLICY_RELOADS.labels(_result)
     CERT_RELOADS.labels(_result)
@@ -72,16 +81,19 @@ for _result in ("success", "failure"):
 # values are bounded (outcomes x actions, and the policies' pools x profiles).
 _ADMISSION_CHILDREN: dict[tuple[str, str], Counter] = {}
 _RIGHTSIZED_CHILDREN: dict[tuple[str, str], Counter] = {}
+_MEMO_CHILDREN = {result: DECISION_MEMO.labels(result) for result in ("hit", "miss", "skipped")}
 
 
 def observe_admission(outcome: str, action: str, seconds: float, pool: str | None = None,
-                      profile: str | None = None) -> None:
+                      profile: str | None = None, memo: str = "") -> None:
     key = (outcome, action)
     child = _ADMISSION_CHILDREN.get(key)
     if child is None:
         child = _ADMISSION_CHILDREN[key] = ADMISSIONS.labels(outcome, action)
     child.inc()
     DURATION.observe(seconds)
+    if memo:
+        _MEMO_CHILDREN[memo].inc()
     if pool and profile:
         key = (pool, profile)
         child = _RIGHTSIZED_CHILDREN.get(key)

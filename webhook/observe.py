@@ -26,6 +26,7 @@ def record_admission(review: dict, outcome: Outcome | None, seconds: float) -> N
         rightsized = decision is not None and decision.action in ("rewrite", "whole-gpu") and result == "mutated"
         pool = decision.pool.name if rightsized and decision.pool else None
         profile = decision.assigned_profile if rightsized else None
-    metrics.observe_admission(result, action, seconds, pool, profile)
+    memo = outcome.memo if outcome else ""
+    metrics.observe_admission(result, action, seconds, pool, profile, memo)
     if log.isEnabledFor(logging.INFO):
-        info_line("admission", admission_fields(review, result, action, message, seconds, pool, profile))
+        info_line("admission", admission_fields(review, result, action, message, seconds, pool, profile, memo))

@@ -88,13 +88,24 @@ def _one_line(text: str) -> str:
 
 
 def allowed(uid: str, patch: list[dict] | None = None, warnings=()) -> AdmissionResponse:
-    response: AdmissionResponse = {"uid": uid, "allowed": True}
+    return with_uid(uid, allowed_fields(patch, warnings))
+
+
+def allowed_fields(patch=None, warnings=()) -> dict:
+    """An allowing response without its uid: the part that depends on the pod alone,
+    which webhook/memo.py keeps for pods seen again."""
+    response: dict = {"allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(orjson.dumps(patch)).decode("ascii")
     if warnings:
         response["warnings"] = _bounded_warnings(warnings)
     return response
+
+
+def with_uid(uid: str, fields: dict) -> AdmissionResponse:
+    # uid first, as the API server's own responses and our fixtures have it.
+    return {"uid": uid, **fields}  # type: ignore[return-value]
 
 
 def _bounded_warnings(warnings) -> list[str]:
@@ -111,12 +122,12 @@ def _bounded_warnings(warnings) -> list[str]:
 
 
 def denied(uid: str, message: str, code: int = 400) -> AdmissionResponse:
+    return with_uid(uid, denied_fields(message, code))
+
+
+def denied_fields(message: str, code: int = 400) -> dict:
     reason = "BadRequest" if code == 400 else "Forbidden"
-    return {
-        "uid": uid,
-        "allowed": False,
-        "status": {"code": code, "reason": reason, "message": "gpu-rightsizer: " + message},
-    }
+    return {"allowed": False, "status": {"code": code, "reason": reason, "message": "gpu-rightsizer: " + message}}
 
 
 def review_of(response: AdmissionResponse) -> AdmissionReview:
