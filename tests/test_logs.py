@@ -134,3 +134,15 @@ def test_lines_written_straight_to_a_real_file_are_whole_and_the_formatters(tmp_
     parsed = [json.loads(line) for line in lines]
     admissions = [p for p in parsed if p["msg"] == "admission"]
     assert len(admissions) == 3200 and all(p["uid"] == "u-file" and p["decision"] == "x" * 300 for p in admissions)
+
+
+def test_timestamps_are_iso_8601_utc_milliseconds():
+    import datetime as dt
+
+    from webhook.logs import _timestamp
+
+    for created in (0.0, 0.9999, 1_764_081_217.0, 1_764_081_217.0005, 1_764_081_217.999, 4_102_444_799.5):
+        expected = dt.datetime.fromtimestamp(created, dt.timezone.utc)
+        expected = expected.replace(microsecond=expected.microsecond // 1000 * 1000)
+        assert _timestamp(created) == expected.isoformat(timespec="milliseconds"), created
+    assert _timestamp(1_764_081_217.25) == "2025-11-25T14:33:37.250+00:00"

@@ -9,6 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from live_server import DENIED, IGNORED, MUTATED, UNCHANGED, LiveServer, review, total
 
@@ -52,6 +53,9 @@ def test_counts_add_up_across_three_workers(tmp_path):
     n = 120
     with LiveServer(tmp_path, workers=3, threads=2) as server:
         expected = _send(server, n)
+        # Each worker folds its admissions into the shared files within a second
+        # (metrics.FLUSH_SECONDS); from then on, every scrape sees all of them.
+        _wait_for_total(server, n, timeout=3 * metrics.FLUSH_SECONDS + 2)
         for _ in range(5):  # whichever worker answers the scrape, it reports everyone's
             samples = server.metrics()
             assert total(samples, "gpu_rightsizer_admissions_total") == n
@@ -90,7 +94,7 @@ def test_counts_add_up_across_three_workers(tmp_path):
 def test_a_restart_starts_from_zero(tmp_path):
     with LiveServer(tmp_path, workers=2) as server:
         _send(server, 8)
-        assert total(server.metrics(), "gpu_rightsizer_admissions_total") == 8
+        assert total(_wait_for_total(server, 8), "gpu_rightsizer_admissions_total") == 8
     with LiveServer(tmp_path, workers=2) as server:
         assert total(server.metrics(), "gpu_rightsizer_admissions_total") == 0
         assert server.metrics()['gpu_rightsizer_policy_reloads_total{result="failure"}'] == 0
@@ -112,7 +116,7 @@ def test_bad_requests_are_counted_by_status(tmp_path):
 
 def test_an_internal_error_is_counted_and_admits_unchanged(monkeypatch):
     # The only way to make admit() raise is to break it; the app must still answer.
-    def broken(review, policy):
+    def broken(*args):
         raise RuntimeError("boom")
 
     monkeypatch.setattr("webhook.app.admit", broken)
@@ -122,5 +126,31 @@ def test_an_internal_error_is_counted_and_admits_unchanged(monkeypatch):
     assert r.status_code == 200
     body = r.get_json()["response"]
     assert body["allowed"] is True and "patch" not in body
+    metrics.flush()
     assert metrics.ADMISSIONS.labels("error", "none")._value.get() == before + 1
     assert "gpu_rightsizer_admissions_total" in client.get("/metrics").get_data(as_text=True)
+
+
+def test_batched_admissions_land_in_the_right_series():
+    # What flush() folds in equals what Histogram.observe / Counter.inc would have written.
+    metrics.flush()
+    admissions = metrics.ADMISSIONS.labels("mutated", "rewrite")
+    rightsized = metrics.RIGHTSIZED.labels("p-test", "1g.10gb")
+    hits = metrics.DECISION_MEMO.labels("hit")
+    before = (admissions._value.get(), rightsized._value.get(), hits._value.get(),
+              [b.get() for b in metrics.DURATION._buckets], metrics.DURATION._sum.get())
+    durations = [0.0001, 0.0005, 0.0007, 0.003, 7.0, 0.0005]
+    for seconds in durations:
+        metrics.observe_admission("mutated", "rewrite", seconds, "p-test", "1g.10gb", "hit")
+    metrics.observe_admission("unchanged", "ignore", 0.0001)
+    metrics.flush()
+    assert admissions._value.get() == before[0] + len(durations)
+    assert rightsized._value.get() == before[1] + len(durations)
+    assert hits._value.get() == before[2] + len(durations)
+    added = [b.get() - was for b, was in zip(metrics.DURATION._buckets, before[3])]
+    bounds = metrics.DURATION._upper_bounds
+    expected = [0] * len(bounds)
+    for seconds in durations + [0.0001]:
+        expected[next(i for i, bound in enumerate(bounds) if seconds <= bound)] += 1
+    assert added == expected
+    assert metrics.DURATION._sum.get() == pytest.approx(before[4] + sum(durations) + 0.0001)

@@ -22,12 +22,37 @@ LOGGER = "gpu_rightsizer"
 MAX_FIELD = 512
 
 
+# Every admission writes a line: its timestamp's seconds are formatted once per second,
+# and the pid once per process (getpid is a system call on every call).
+_second: tuple[int, str] = (-1, "")
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _timestamp(created: float) -> str:
+    """As ``datetime.isoformat(timespec="milliseconds")`` in UTC."""
+    global _second
+    whole = int(created)
+    second, text = _second
+    if second != whole:
+        text = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (whole, text)
+    return f"{text}.{int((created - whole) * 1000):03d}+00:00"
+
+
 def _line(created: float, level: str, name: str, msg: str, fields: dict | None) -> dict:
     line: dict = {
-        "time": dt.datetime.fromtimestamp(created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "time": _timestamp(created),
         "level": level,
         "logger": name,
-        "pid": os.getpid(),
+        "pid": _pid,
         "msg": msg,
     }
     line.update(fields or {})

@@ -26,9 +26,9 @@ from webhook.admission import Answer, answer_pod
 from webhook.policy import Policy
 
 # Per-pod fields the decision and the mutation never read (see the module docstring).
-PER_POD_METADATA = frozenset(("name", "uid", "creationTimestamp", "managedFields", "resourceVersion"))
-PER_POD_SPEC = frozenset(("volumes",))
-PER_POD_CONTAINER = frozenset(("volumeMounts",))
+PER_POD_METADATA = ("name", "uid", "creationTimestamp", "managedFields", "resourceVersion")
+PER_POD_SPEC = ("volumes",)
+PER_POD_CONTAINER = ("volumeMounts",)
 CONTAINER_LISTS = ("containers", "initContainers")
 
 MAX_ENTRIES = 1024
@@ -36,14 +36,18 @@ MAX_ENTRIES = 1024
 MAX_POD_BYTES = 16 * 1024
 
 
-def _without(mapping: dict, names: frozenset) -> dict:
-    return {k: v for k, v in mapping.items() if k not in names}
+def _without(mapping: dict, names: tuple[str, ...]) -> dict:
+    # copy() and pop() run in C; a comprehension over the keys took twice as long.
+    out = mapping.copy()
+    for name in names:
+        out.pop(name, None)
+    return out
 
 
 def pod_key(pod: dict) -> bytes | None:
     """The digest of ``pod`` without its per-pod fields; None when it cannot be encoded
     (deeper than orjson writes: such a pod is simply decided every time)."""
-    keyed = dict(pod)
+    keyed = pod.copy()
     metadata = pod.get("metadata")
     if isinstance(metadata, dict):
         keyed["metadata"] = _without(metadata, PER_POD_METADATA)
