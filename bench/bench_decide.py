@@ -6,6 +6,9 @@ Times, per pod kind of the corpus (bench/corpus.py):
 - decide+patch: ``webhook.admission.pod_patch`` (decide, mutate, diff) on the parsed pod;
 - admit: what one HTTP request costs past the web framework: ``decode_review`` (orjson)
   of the body, ``admit``, and ``orjson.dumps`` of the response review;
+- the decision memo (webhook/memo.py): ``pod_key`` alone, ``admit`` answered from a
+  warm memo (a controller's replicas), and ``admit`` through a memo that has never seen
+  the pod (what every distinct pod pays for the memo: the key, then the decision);
 - for reference, the alternatives the code chose against: stdlib ``json`` instead of
   orjson for the admit path, and ``jsonpatch.make_patch`` (a full structural diff)
   instead of the identity-aware diff.
@@ -28,6 +31,7 @@ from webhook import review as rv
 from webhook.admission import admit, pod_patch
 from webhook.mutation import mutate_pod
 from webhook.decision import decide
+from webhook.memo import DecisionMemo, pod_key
 from webhook.policy import default_policy
 
 TARGET_US = 50.0
@@ -68,6 +72,11 @@ def make_patch_full_diff(pod: dict, policy) -> list:
     return jsonpatch.make_patch(pod, mutate_pod(pod, decision, policy)).patch
 
 
+def admit_body_memo(body: bytes, policy, memo: DecisionMemo) -> bytes:
+    review = rv.decode_review(body)
+    return orjson.dumps(rv.review_of(admit(review, policy, memo, len(body)).response))
+
+
 def run(seconds: float = 1.0) -> dict:
     policy = default_policy()
     kinds = corpus()
@@ -77,12 +86,19 @@ def run(seconds: float = 1.0) -> dict:
         pod = review["request"]["object"]
         body = body_of(review)
         outcome = admit(review, policy)
+        warm = DecisionMemo(policy)
+        for _ in range(2):
+            admit(review, policy, warm, len(body))
         entry = {
             "pod_bytes": len(orjson.dumps(pod)),
             "result": outcome.result,
             "patch_ops": len(outcome.patch),
             "decide_patch_us": summary(time_calls(lambda: pod_patch(pod, policy), seconds)),
             "admit_us": summary(time_calls(lambda: admit_body(body, policy), seconds)),
+            "pod_key_us": summary(time_calls(lambda: pod_key(pod), seconds / 3)),
+            "admit_memo_hit_us": summary(time_calls(lambda: admit_body_memo(body, policy, warm), seconds / 3)),
+            "admit_memo_unseen_us": summary(time_calls(
+                lambda: admit_body_memo(body, policy, DecisionMemo(policy)), seconds / 3)),
             "admit_stdlib_json_us": summary(time_calls(lambda: admit_body_stdlib_json(body, policy), seconds / 3)),
             "jsonpatch_make_patch_us": summary(time_calls(lambda: make_patch_full_diff(pod, policy), seconds / 3)),
         }
@@ -91,6 +107,7 @@ def run(seconds: float = 1.0) -> dict:
             kind, entry["pod_bytes"], entry["result"], entry["patch_ops"],
             entry["decide_patch_us"]["p50"], entry["decide_patch_us"]["p99"],
             entry["admit_us"]["p50"], entry["admit_us"]["p99"],
+            entry["pod_key_us"]["p50"], entry["admit_memo_hit_us"]["p50"], entry["admit_memo_unseen_us"]["p50"],
             entry["admit_stdlib_json_us"]["p50"], entry["jsonpatch_make_patch_us"]["p50"],
         ])
     typical = results[TYPICAL]["decide_patch_us"]["p50"]
@@ -104,7 +121,8 @@ def run(seconds: float = 1.0) -> dict:
         "## Decision + patch in process (us per pod)\n\n"
         + md_table(
             ["pod kind", "pod bytes", "result", "patch ops", "decide+patch p50", "p99",
-             "admit (orjson) p50", "p99", "admit (stdlib json) p50", "decide+jsonpatch.make_patch p50"],
+             "admit (orjson) p50", "p99", "memo key p50", "admit, memo hit p50", "admit, memo unseen p50",
+             "admit (stdlib json) p50", "decide+jsonpatch.make_patch p50"],
             rows,
         )
         + f"\nTypical pod ('{TYPICAL}') decide+patch median {typical:.1f} us; target <= {TARGET_US:.0f} us: "

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
+import time
 
 import pytest
 from live_server import DENIED, MUTATED, review
@@ -146,3 +148,79 @@ def test_timestamps_are_iso_8601_utc_milliseconds():
         expected = expected.replace(microsecond=expected.microsecond // 1000 * 1000)
         assert _timestamp(created) == expected.isoformat(timespec="milliseconds"), created
     assert _timestamp(1_764_081_217.25) == "2025-11-25T14:33:37.250+00:00"
+
+
+def _file_logger(tmp_path, name="held.jsonl"):
+    path = tmp_path / name
+    stream = open(path, "w")
+    configure("info", stream)
+    return path, stream
+
+
+def test_admission_lines_are_written_within_the_flush_interval_unprompted(tmp_path):
+    from webhook import logs
+
+    path, stream = _file_logger(tmp_path)
+    with stream:
+        for i in range(3):
+            info_line("admission", {"uid": f"u-{i}"})
+        deadline = time.monotonic() + 10 * logs.FLUSH_SECONDS + 2
+        while len(path.read_text().splitlines()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [json.loads(line)["uid"] for line in path.read_text().splitlines()] == ["u-0", "u-1", "u-2"]
+
+
+def test_held_admission_lines_come_before_a_later_record(tmp_path):
+    path, stream = _file_logger(tmp_path)
+    with stream:
+        info_line("admission", {"uid": "first"})
+        logging.getLogger(LOGGER).error("later")
+        info_line("admission", {"uid": "last"})
+        from webhook.logs import flush
+
+        flush()
+    assert [json.loads(line)["msg"] for line in path.read_text().splitlines()] == ["admission", "later", "admission"]
+
+
+def test_a_forked_child_does_not_write_its_parents_held_lines(tmp_path):
+    from webhook.logs import flush
+
+    path, stream = _file_logger(tmp_path)
+    with stream:
+        info_line("admission", {"uid": "parent"})
+        pid = os.fork()
+        if pid == 0:  # the child: its own line only, then out without atexit
+            try:
+                info_line("admission", {"uid": "child"})
+                flush()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        flush()
+    assert sorted(json.loads(line)["uid"] for line in path.read_text().splitlines()) == ["child", "parent"]
+
+
+def test_lines_through_a_pipe_are_whole_under_16_threads():
+    import threading
+
+    from webhook.logs import flush
+
+    read_fd, write_fd = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: [chunks.append(c) for c in iter(lambda: os.read(read_fd, 65536), b"")])
+    reader.start()
+    with os.fdopen(write_fd, "w") as stream:
+        configure("info", stream)
+        fields = admission_fields(review(MUTATED, "u-pipe"), "mutated", "rewrite", "y" * 300, 0.001)
+        threads = [threading.Thread(target=lambda: [info_line("admission", fields) for _ in range(300)])
+                   for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        flush()
+        configure("info")  # detach from the pipe before it closes
+    reader.join()
+    lines = b"".join(chunks).splitlines()
+    assert len(lines) == 16 * 300
+    assert all(json.loads(line)["uid"] == "u-pipe" for line in lines)

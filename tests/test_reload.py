@@ -142,7 +142,9 @@ def test_a_worker_restarted_while_the_policy_is_invalid_still_serves(tmp_path):
         assert fresh_pools(server, server.ca_file) == {"h100-b"}
         mounted_volume(config, {"policy.yaml": INVALID.encode()}, "2")
         wait_until(lambda: total(server.metrics(), "gpu_rightsizer_policy_reloads_total", result="failure") == 2)
-        victim = next(line["pid"] for line in server.log_lines() if line["msg"] == "admission")
+        # Admission lines reach the log within logs.FLUSH_SECONDS.
+        victim = wait_until(lambda: next((line["pid"] for line in server.log_lines() if line["msg"] == "admission"),
+                                         None))
         os.kill(victim, signal.SIGKILL)
         # gunicorn boots a replacement; it finds the file invalid, counts it, and serves
         # the policy the server started with instead of failing to boot (which would
@@ -214,7 +216,9 @@ def test_half_replaced_key_pair_keeps_the_old_certificate(tmp_path):
         assert presented_cert(server, str(both)) == cert1
         send(server, str(both))
         # A worker born now inherits the context the master built at start.
-        victim = next(line["pid"] for line in server.log_lines() if line["msg"] == "admission")
+        # Admission lines reach the log within logs.FLUSH_SECONDS.
+        victim = wait_until(lambda: next((line["pid"] for line in server.log_lines() if line["msg"] == "admission"),
+                                         None))
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: total(server.metrics(), "gpu_rightsizer_certificate_reloads_total",
                                  result="failure") == 2)

@@ -186,8 +186,16 @@ def test_api_server_calls_the_webhook_only_for_gpu_pods_not_skipped(control_plan
         plane.kubectl("label", "namespace", "rightsized", "gpu-rightsizer.io/enabled=true")
         plane.create_namespace("not-opted-in")
 
-        def called(name: str) -> bool:
-            return any(line.get("name") == name for line in server.log_lines() if line["msg"] == "admission")
+        def called(name: str, wait: float = 3.0) -> bool:
+            # Admission lines reach the log within logs.FLUSH_SECONDS: wait that long
+            # (and more) before saying a pod was, or was not, sent to us.
+            deadline = time.monotonic() + wait
+            while True:
+                if any(line.get("name") == name for line in server.log_lines() if line["msg"] == "admission"):
+                    return True
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.1)
 
         sized = {"gpu-rightsizer.io/model-size": "7b"}
         stored = _dry_run_create(plane, "rightsized", _pod("llm", sized))
@@ -208,5 +216,5 @@ def test_api_server_calls_the_webhook_only_for_gpu_pods_not_skipped(control_plan
             assert "gpu-rightsizer.io/decision" not in stored["metadata"].get("annotations", {})
         # The API server answered those without calling the webhook at all.
         time.sleep(0.5)
-        assert not any(called(n) for n in ("cpu-only", "skipped", "elsewhere"))
+        assert not any(called(n, wait=1.0) for n in ("cpu-only", "skipped", "elsewhere"))
         plane.kubectl("delete", "namespace", "rightsized", "not-opted-in", "--wait=false")
