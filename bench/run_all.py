@@ -28,7 +28,7 @@ def main() -> None:
     parts["decide"] = decide
     print(sections[-1], flush=True)
     if args.quick:
-        served = bench_served.run((1, 2), rounds=3, sat_seconds=1.0, rate_seconds=1.5, rates=(250, 1000),
+        served = bench_served.run((1, 2), rounds=5, sat_seconds=1.0, rate_seconds=1.5, rates=(250, 1000),
                                   stack_checks=False)
     else:
         served = bench_served.run()

@@ -10,16 +10,18 @@ from __future__ import annotations
 import copy
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-
 from controlplane import ManagedProcess, free_port, make_serving_cert, stop_all, wait_for, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from support import validate_pod  # noqa: E402
+
+from webhook.logs import FLUSH_SECONDS  # noqa: E402
 
 ON = "rightsized"  # opted in
 OFF = "plain"  # not opted in
@@ -254,8 +256,16 @@ def test_each_pod_create_calls_the_webhook_once(control_plane, webhook):
     priority and preemptionPolicy, it changes nothing and reinvocation does not fire."""
     pod = gpu_pod("counted", {"e2e/marker": "count-me-once"})
     assert apply_pod(control_plane, ON, pod).returncode == 0
-    calls = [line for line in webhook.log_text().splitlines() if '"name": "counted"' in line or '"name":"counted"' in line]
-    assert len(calls) == 1, calls
+
+    def calls():
+        return [line for line in webhook.log_text().splitlines()
+                if '"name": "counted"' in line or '"name":"counted"' in line]
+
+    # Admission lines reach the log within logs.FLUSH_SECONDS: wait for the first, then
+    # long enough for a second call's line to show if there were one.
+    wait_for(calls, timeout=10, message="the admission line of the counted pod")
+    time.sleep(10 * FLUSH_SECONDS)
+    assert len(calls()) == 1, calls()
 
 
 def test_with_the_webhook_stopped_failure_policy_fail_refuses_gpu_pods_only(control_plane, webhook):
