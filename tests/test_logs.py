@@ -224,3 +224,21 @@ def test_lines_through_a_pipe_are_whole_under_16_threads():
     lines = b"".join(chunks).splitlines()
     assert len(lines) == 16 * 300
     assert all(json.loads(line)["uid"] == "u-pipe" for line in lines)
+
+
+def test_lines_held_for_a_closed_stream_never_reach_the_file_that_reuses_its_descriptor(tmp_path):
+    from webhook.logs import flush
+
+    stream = open(tmp_path / "closed.jsonl", "w")
+    configure("info", stream)
+    info_line("admission", {"uid": "held"})
+    fd = stream.fileno()
+    stream.close()
+    reused = os.open(tmp_path / "other.bin", os.O_WRONLY | os.O_CREAT)
+    try:
+        assert reused == fd  # the lowest free descriptor: the one just closed
+        flush()
+    finally:
+        os.close(reused)
+        configure("info")
+    assert (tmp_path / "other.bin").read_bytes() == b""

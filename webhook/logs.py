@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import atexit
+import contextlib
 import select
 import sys
 import threading
@@ -91,15 +92,17 @@ class _Lines:
         self.wake = threading.Event()
         self.pending: list[bytes] = []
         self.size = 0
-        self.fd: int | None = None
+        # The stream, not its descriptor: a stream closed with lines still held must not
+        # have them written to whatever file reuses its descriptor number.
+        self.stream = None
         self.started = False
 
-    def add(self, fd: int, line: bytes) -> None:
-        if fd != self.fd:  # the stream changed (configure() again): its lines go first
+    def add(self, stream, line: bytes) -> None:
+        if stream is not self.stream:  # the stream changed (configure() again): its lines go first
             if not self.flush():
                 _report_write_error()
             with self.lock:
-                self.fd = fd
+                self.stream = stream
         with self.lock:
             self.pending.append(line)
             self.size += len(line)
@@ -114,11 +117,12 @@ class _Lines:
         """Write what is pending; False when the stream refused it."""
         with self.write_lock:
             with self.lock:
-                lines, fd = self.pending, self.fd
+                lines, stream = self.pending, self.stream
                 self.pending, self.size = [], 0
-            if not lines or fd is None:
+            if not lines or stream is None:
                 return True
             try:
+                fd = stream.fileno()
                 batch: list[bytes] = []
                 size = 0
                 for line in lines:
@@ -128,7 +132,7 @@ class _Lines:
                     batch.append(line)
                     size += len(line)
                 _write_all(fd, b"".join(batch))
-            except OSError:
+            except (OSError, ValueError):  # ValueError: the stream was closed
                 return False
             return True
 
@@ -158,10 +162,10 @@ def flush() -> None:
 
 
 def _report_write_error() -> None:
-    handler = _handler
-    if handler is not None:  # as StreamHandler.emit does for a broken stream
-        handler.handleError(logging.makeLogRecord({"msg": "admission log lines lost", "name": LOGGER,
-                                                   "levelno": logging.INFO}))
+    # What logging does for a broken stream (Handler.handleError): a note on stderr, and
+    # never an exception into a request. (handleError itself needs an exception in flight.)
+    with contextlib.suppress(Exception):  # nowhere left to say it
+        sys.stderr.write("gpu-rightsizer: admission log lines could not be written to the log stream\n")
 
 
 class _OrderedStreamHandler(logging.StreamHandler):
@@ -218,9 +222,8 @@ def info_line(msg: str, fields: dict) -> None:
         logger.info(msg, extra={"fields": fields})
         return
     line = orjson.dumps(_line(time.time(), "info", LOGGER, msg, fields), default=str)
-    fd = _stream_fd(handler.stream)
-    if fd is not None and len(line) < select.PIPE_BUF:
-        _LINES.add(fd, line + b"\n")
+    if _stream_fd(handler.stream) is not None and len(line) < select.PIPE_BUF:
+        _LINES.add(handler.stream, line + b"\n")
         return
     flush()
     text = line.decode() + handler.terminator
