@@ -213,6 +213,25 @@ def plot(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+SATURATION_HEADERS = ["workers", "ours rps (median)", "floor rps (median)", "ratio median (rounds)", ">= 0.9",
+                      "ours server CPU us/req", "floor server CPU us/req", "CPU ratio floor/ours (rounds)",
+                      "half-floor rate", "ours p99 ms", "floor p99 ms", "p99 ratio (median)", "<= 1.15"]
+
+
+def _saturation_row(workers: int, s: dict, t: dict, half_rate: int, at_half: dict) -> list:
+    """One row of a saturation table: ``s`` from _saturation, ``t`` its targets,
+    ``at_half`` the _at_rate result at half the floor's saturation rate."""
+    return [
+        workers, s["project_rps_median"], s["floor_rps_median"],
+        f"{s['ratio_median']:.2f} ({', '.join(f'{x:.2f}' for x in s['ratio_rounds'])})",
+        "met" if t["throughput_met"] else "NOT met",
+        s["project_cpu_us_per_request_median"], s["floor_cpu_us_per_request_median"],
+        f"{s['cpu_ratio_median']:.2f} ({', '.join(f'{x:.2f}' for x in s['cpu_ratio_rounds'])})",
+        half_rate, at_half["project"]["latency_ms"]["p99"], at_half["floor"]["latency_ms"]["p99"],
+        f"{t['p99_ratio_at_half']:.2f}", "met" if t["p99_met"] else "NOT met",
+    ]
+
+
 def markdown(data: dict) -> str:
     m = data["machine"]
     lines = [
@@ -224,46 +243,15 @@ def markdown(data: dict) -> str:
         "### Saturation throughput (closed loop), paired rounds: the typical pod, the same each time "
         "(a controller's replicas; answered from the decision memo after its second sighting)\n",
     ]
-    rows = []
-    for run in data["compare"]:
-        s = run["saturation"]
-        t = run["targets"]
-        half = run["rates"][run["half_floor_rate"]]
-        rows.append([
-            run["workers"], s["project_rps_median"], s["floor_rps_median"],
-            f"{s['ratio_median']:.2f} ({', '.join(f'{x:.2f}' for x in s['ratio_rounds'])})",
-            "met" if t["throughput_met"] else "NOT met",
-            s["project_cpu_us_per_request_median"], s["floor_cpu_us_per_request_median"],
-            f"{s['cpu_ratio_median']:.2f} ({', '.join(f'{x:.2f}' for x in s['cpu_ratio_rounds'])})",
-            run["half_floor_rate"], half["project"]["latency_ms"]["p99"], half["floor"]["latency_ms"]["p99"],
-            f"{t['p99_ratio_at_half']:.2f}", "met" if t["p99_met"] else "NOT met",
-        ])
-    lines.append(md_table(
-        ["workers", "ours rps (median)", "floor rps (median)", "ratio median (rounds)", ">= 0.9",
-         "ours server CPU us/req", "floor server CPU us/req", "CPU ratio floor/ours (rounds)",
-         "half-floor rate", "ours p99 ms", "floor p99 ms", "p99 ratio (median)", "<= 1.15"], rows))
-    new_rows = []
-    for run in data["compare"]:
-        e = run.get("every_pod_new")
-        if not e:
-            continue
-        s, t = e["saturation"], e["targets"]
-        new_rows.append([
-            run["workers"], s["project_rps_median"], s["floor_rps_median"],
-            f"{s['ratio_median']:.2f} ({', '.join(f'{x:.2f}' for x in s['ratio_rounds'])})",
-            "met" if t["throughput_met"] else "NOT met",
-            s["project_cpu_us_per_request_median"], s["floor_cpu_us_per_request_median"],
-            f"{s['cpu_ratio_median']:.2f}", e["half_floor_rate"], e["at_half"]["project"]["latency_ms"]["p99"],
-            e["at_half"]["floor"]["latency_ms"]["p99"], f"{t['p99_ratio_at_half']:.2f}",
-            "met" if t["p99_met"] else "NOT met",
-        ])
+    rows = [_saturation_row(run["workers"], run["saturation"], run["targets"], run["half_floor_rate"],
+                            run["rates"][run["half_floor_rate"]]) for run in data["compare"]]
+    lines.append(md_table(SATURATION_HEADERS, rows))
+    new_rows = [_saturation_row(run["workers"], e["saturation"], e["targets"], e["half_floor_rate"], e["at_half"])
+                for run in data["compare"] if (e := run.get("every_pod_new"))]
     if new_rows:
         lines.append(f"\n### Every pod distinct ({data['compare'][0]['every_pod_new']['pods']} pods in turn, "
                      "each decided afresh: no decision-memo hit), paired rounds\n")
-        lines.append(md_table(
-            ["workers", "ours rps (median)", "floor rps (median)", "ratio median (rounds)", ">= 0.9",
-             "ours server CPU us/req", "floor server CPU us/req", "CPU ratio floor/ours",
-             "half-floor rate", "ours p99 ms", "floor p99 ms", "p99 ratio (median)", "<= 1.15"], new_rows))
+        lines.append(md_table(SATURATION_HEADERS, new_rows))
     lines.append("\n### Latency at fixed offered rates (open loop, ms from due time; middle round)\n")
     rows = []
     for run in data["compare"]:

@@ -7,11 +7,11 @@ are cut to a bounded length.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as dt
 import logging
 import os
-import atexit
-import contextlib
 import select
 import sys
 import threading
@@ -99,8 +99,7 @@ class _Lines:
 
     def add(self, stream, line: bytes) -> None:
         if stream is not self.stream:  # the stream changed (configure() again): its lines go first
-            if not self.flush():
-                _report_write_error()
+            self.flush()
             with self.lock:
                 self.stream = stream
         with self.lock:
@@ -113,14 +112,14 @@ class _Lines:
         if full and not self.wake.is_set():
             self.wake.set()
 
-    def flush(self) -> bool:
-        """Write what is pending; False when the stream refused it."""
+    def flush(self) -> None:
+        """Write what is pending; a stream that refuses it gets a note on stderr."""
         with self.write_lock:
             with self.lock:
                 lines, stream = self.pending, self.stream
                 self.pending, self.size = [], 0
             if not lines or stream is None:
-                return True
+                return
             try:
                 fd = stream.fileno()
                 batch: list[bytes] = []
@@ -133,15 +132,13 @@ class _Lines:
                     size += len(line)
                 _write_all(fd, b"".join(batch))
             except (OSError, ValueError):  # ValueError: the stream was closed
-                return False
-            return True
+                _report_write_error()
 
     def _flush_forever(self) -> None:
         while True:
             self.wake.wait(FLUSH_SECONDS)
             self.wake.clear()
-            if not self.flush():
-                _report_write_error()
+            self.flush()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -157,13 +154,12 @@ FLUSH_SECONDS = 0.2
 WAKE_BYTES = 256 * 1024
 _LINES = _Lines()
 os.register_at_fork(after_in_child=_LINES._reset)
-atexit.register(lambda: _LINES.flush())
+atexit.register(_LINES.flush)
 
 
 def flush() -> None:
     """Write the admission lines still held (tests, and before other records)."""
-    if not _LINES.flush():
-        _report_write_error()
+    _LINES.flush()
 
 
 def _report_write_error() -> None:
@@ -216,8 +212,9 @@ def info_line(msg: str, fields: dict) -> None:
     module's per-record machinery (LogRecord, Formatter, Handler.handle): the
     per-admission line is on every request's path, and that machinery was about half the
     CPU of recording an admission (cProfile, 3,000 requests). Same JSON, same stream,
-    written with the lines around it (_Lines); nothing when the logger's level is above info. If the
-    logger's handlers are not (only) configure()'s, it goes through logging as before."""
+    written with the lines around it (_Lines); nothing when the logger's level is above
+    info. If the logger's handlers are not (only) configure()'s, it goes through logging
+    as before."""
     logger = _logger
     if not logger.isEnabledFor(logging.INFO):
         return

@@ -74,8 +74,9 @@ class DecisionMemo:
 
     An answer is kept from a pod's second sighting on: a stream of pods that never repeat
     (each made by hand) then costs a 16-byte key per pod, not a kept decision, whose
-    objects the garbage collector would walk over and over (admitting 4,096 distinct pods
-    in a loop ran 0.82x as fast when every answer was kept, bench/bench_decide.py).
+    objects the garbage collector would walk over and over (with every answer kept, a
+    4,096-pod cycle through the whole app in process spent ~13 µs per request in garbage
+    collection, against ~1 µs with none kept).
     Reads take no lock (a dict lookup is atomic under the GIL); inserts and evictions
     (oldest first) hold one. A malformed pod's denial is remembered like any answer."""
 

@@ -129,7 +129,7 @@ def flush() -> None:
     """Fold the pending admissions into the metrics."""
     with _flush_lock:
         counts: dict[tuple, int] = {}
-        buckets = [0] * (len(_BOUNDS) + 1)
+        buckets = [0] * len(_BOUNDS)  # the last bound is +Inf: every duration has a bucket
         total_seconds = 0.0
         while True:
             try:
@@ -152,9 +152,9 @@ def flush() -> None:
             metric = ADMISSIONS if key[0] == "a" else RIGHTSIZED if key[0] == "r" else DECISION_MEMO
             metric.labels(*key[1:]).inc(n)
         DURATION._sum.inc(total_seconds)
-        for i, n in enumerate(buckets):
-            if n and i < len(DURATION._buckets):
-                DURATION._buckets[i].inc(n)
+        for value, n in zip(DURATION._buckets, buckets):
+            if n:
+                value.inc(n)
 
 
 class _CertificateExpiry:
