@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_app                      # this worktree, 5 rounds
     .venv/bin/python -m bench.bench_app --rev HEAD~1         # before/after, alternated in one run
+    .venv/bin/python -m bench.bench_app --distinct 12288     # every pod one the memo has not seen
 
 Flask's test client drives both apps (no gunicorn, no TLS: those cost both alike), with
 the project set up as `serve` sets it up: multiprocess metrics (a private
@@ -27,22 +28,23 @@ TIMER = r"""
 import json, os, sys, tempfile, time
 sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-app-metrics-")
-requests = int(sys.argv[3])
-from bench.corpus import body_of, captured_reviews
+requests, distinct = int(sys.argv[3]), int(sys.argv[4])
+from bench.corpus import body_of, captured_reviews, distinct_bodies
 from bench.floor_app import create_floor_app
 from webhook.app import create_app
 from webhook.logs import configure
 configure("info", open(os.devnull, "w"))
-body = body_of(captured_reviews()["pod-create"])
+review = captured_reviews()["pod-create"]
+bodies = distinct_bodies(review, distinct) if distinct else [body_of(review)]
 headers = {"Content-Type": "application/json"}
 out = {}
 for name, app in (("floor", create_floor_app()), ("project", create_app())):
     client = app.test_client()
-    for _ in range(300):
-        assert client.post("/mutate", data=body, headers=headers).status_code == 200
+    for i in range(300):
+        assert client.post("/mutate", data=bodies[i % len(bodies)], headers=headers).status_code == 200
     started = time.process_time()
-    for _ in range(requests):
-        client.post("/mutate", data=body, headers=headers)
+    for i in range(requests):
+        client.post("/mutate", data=bodies[i % len(bodies)], headers=headers)
     out[name] = (time.process_time() - started) / requests * 1e6
 print(json.dumps(out))
 """
@@ -54,8 +56,8 @@ def _export(rev: str, into: Path) -> Path:
     return into
 
 
-def _time(webhook_root: Path, requests: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", TIMER, str(webhook_root), str(ROOT), str(requests)],
+def _time(webhook_root: Path, requests: int, distinct: int) -> dict:
+    done = subprocess.run([sys.executable, "-c", TIMER, str(webhook_root), str(ROOT), str(requests), str(distinct)],
                           check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -65,6 +67,9 @@ def main() -> None:
     parser.add_argument("--rev", help="also time this git revision's webhook/, alternated with the worktree")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--distinct", type=int, default=0, metavar="N",
+                        help="cycle through N pods differing in one label (decided afresh once N is over "
+                             "the memo's size) instead of repeating the captured pod")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         targets = {"worktree": ROOT}
@@ -73,8 +78,9 @@ def main() -> None:
         rounds: dict[str, list[dict]] = {name: [] for name in targets}
         for _ in range(args.rounds):
             for name, root in targets.items():
-                rounds[name].append(_time(root, args.requests))
-    print(f"CPU µs per request, Flask test client, median of {args.rounds} rounds x {args.requests} requests")
+                rounds[name].append(_time(root, args.requests, args.distinct))
+    stream = f"{args.distinct} distinct pods" if args.distinct else "the captured pod repeated"
+    print(f"CPU µs per request, Flask test client, {stream}, median of {args.rounds} rounds x {args.requests} requests")
     print("| revision | floor | project | project / floor |")
     print("|---|---|---|---|")
     for name, results in rounds.items():

@@ -9,6 +9,7 @@ Times, per pod kind of the corpus (bench/corpus.py):
 - the decision memo (webhook/memo.py): ``pod_key`` alone, ``admit`` answered from a
   warm memo (a controller's replicas), and ``admit`` through a memo that has never seen
   the pod (what every distinct pod pays for the memo: the key, then the decision);
+- the memory of a full memo (tracemalloc): MAX_ENTRIES variants of a pod, each seen twice;
 - for reference, the alternatives the code chose against: stdlib ``json`` instead of
   orjson for the admit path, and ``jsonpatch.make_patch`` (a full structural diff)
   instead of the identity-aware diff.
@@ -18,9 +19,11 @@ Target: decide+patch median <= 50 us for the typical pod ('single', the captured
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
 import time
+import tracemalloc
 
 import jsonpatch
 import orjson
@@ -31,7 +34,7 @@ from webhook import review as rv
 from webhook.admission import admit, pod_patch
 from webhook.mutation import mutate_pod
 from webhook.decision import decide
-from webhook.memo import DecisionMemo, pod_key
+from webhook.memo import MAX_ENTRIES, DecisionMemo, pod_key
 from webhook.policy import default_policy
 
 TARGET_US = 50.0
@@ -77,6 +80,26 @@ def admit_body_memo(body: bytes, policy, memo: DecisionMemo) -> bytes:
     return orjson.dumps(rv.review_of(admit(review, policy, memo, len(body)).response))
 
 
+def full_memo_memory(pod: dict, policy) -> dict:
+    """MiB a memo holds once full of ``pod``'s variants (one label apart), and of it, keys."""
+    variants = []
+    for i in range(MAX_ENTRIES):
+        variant = copy.deepcopy(pod)
+        variant.setdefault("metadata", {}).setdefault("labels", {})["bench/variant"] = str(i)
+        variants.append(variant)
+    memo = DecisionMemo(policy)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for variant in variants:
+            memo.answer(variant, 0)
+            memo.answer(variant, 0)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    return {"entries": len(memo), "mib": held / 2**20, "keys_mib": memo.key_bytes / 2**20}
+
+
 def run(seconds: float = 1.0) -> dict:
     policy = default_policy()
     kinds = corpus()
@@ -111,10 +134,12 @@ def run(seconds: float = 1.0) -> dict:
             entry["admit_stdlib_json_us"]["p50"], entry["jsonpatch_make_patch_us"]["p50"],
         ])
     typical = results[TYPICAL]["decide_patch_us"]["p50"]
+    memory = {kind: full_memo_memory(kinds[kind]["request"]["object"], policy) for kind in (TYPICAL, "affinity-3-terms")}
     data = {
         "machine": machine(),
         "seconds_per_kind": seconds,
         "kinds": results,
+        "full_memo_memory": memory,
         "target": {"typical": TYPICAL, "median_us_max": TARGET_US, "median_us": typical, "met": typical <= TARGET_US},
     }
     md = (
@@ -129,6 +154,10 @@ def run(seconds: float = 1.0) -> dict:
         + ("met" if typical <= TARGET_US else "NOT met")
         + f". Python {data['machine']['python']}, {data['machine']['cpus']} cores, one thread, "
         f"loadavg at start {data['machine']['loadavg_at_start']}.\n"
+        + f"\nA full decision memo per worker (tracemalloc; {MAX_ENTRIES} variants of one pod, each seen twice): "
+        + "; ".join(f"'{kind}' {m['entries']} answers, {m['mib']:.1f} MiB, of it keys {m['keys_mib']:.1f} MiB"
+                    for kind, m in memory.items())
+        + ".\n"
     )
     write_result("decide", data, md)
     return data | {"markdown": md}

@@ -143,7 +143,12 @@ def test_timestamps_are_iso_8601_utc_milliseconds():
 
     from webhook.logs import _timestamp
 
-    for created in (0.0, 0.9999, 1_764_081_217.0, 1_764_081_217.0005, 1_764_081_217.999, 4_102_444_799.5):
+    import random
+
+    spread = [random.Random(seed).uniform(0, 4_102_444_800) for seed in range(2000)]
+    near_edges = [1_764_081_217 + k / 1000 + d for k in range(1000) for d in (-1e-6, -4e-7, 0.0, 4e-7)]
+    for created in (0.0, 0.9999, 1_764_081_217.0, 1_764_081_217.0005, 1_764_081_217.999, 4_102_444_799.5,
+                    *spread, *near_edges):
         expected = dt.datetime.fromtimestamp(created, dt.timezone.utc)
         expected = expected.replace(microsecond=expected.microsecond // 1000 * 1000)
         assert _timestamp(created) == expected.isoformat(timespec="milliseconds"), created

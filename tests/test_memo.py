@@ -222,6 +222,25 @@ def test_the_memo_is_bounded_and_drops_the_oldest_first():
     assert memo.answer(pods_[5], 100)[1] == "hit"
 
 
+def test_the_kept_keys_are_bounded_in_bytes_too():
+    pods_ = [gpu_pod({"gpu-rightsizer.io/model-size": f"{i + 1}b"}) for i in range(6)]
+    key_size = max(len(pod_key(pod)) for pod in pods_)
+    memo = DecisionMemo(default_policy(), max_entries=100, max_key_bytes=3 * key_size)
+    for pod in pods_:
+        memo.answer(pod, 100)
+        memo.answer(pod, 100)
+    assert len(memo) == 3  # the entry count allows 100: the bytes bound kept three
+    assert [memo.answer(pod, 100)[1] for pod in pods_[3:]] == ["hit"] * 3
+    assert memo.answer(pods_[2], 100)[1] == "miss"  # the oldest went first
+
+
+def test_a_pod_key_larger_than_the_bytes_bound_is_not_kept():
+    pod = gpu_pod({"gpu-rightsizer.io/model-size": "7b"})
+    memo = DecisionMemo(default_policy(), max_key_bytes=len(pod_key(pod)) - 1)
+    assert [memo.answer(pod, 100)[1] for _ in range(3)] == ["miss"] * 3
+    assert len(memo) == 0
+
+
 def test_a_stream_of_distinct_pods_keeps_no_answers():
     memo = DecisionMemo(default_policy(), max_entries=8)
     for i in range(100):

@@ -42,12 +42,17 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def _timestamp(created: float) -> str:
     """As ``datetime.isoformat(timespec="milliseconds")`` in UTC."""
     global _second
+    # The fraction's microseconds first, rounded half-even with the carry, as datetime
+    # rounds them (CPython's _PyTime_ObjectToTimeval), then cut to milliseconds.
     whole = int(created)
+    micro = round((created - whole) * 1e6)
+    if micro >= 1_000_000:
+        whole, micro = whole + 1, micro - 1_000_000
     second, text = _second
     if second != whole:
         text = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         _second = (whole, text)
-    return f"{text}.{int((created - whole) * 1000):03d}+00:00"
+    return f"{text}.{micro // 1000:03d}+00:00"
 
 
 def _line(created: float, level: str, name: str, msg: str, fields: dict | None) -> dict:
