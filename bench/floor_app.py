@@ -29,7 +29,10 @@ def create_floor_app() -> Flask:
 
     @app.post("/mutate")
     def mutate() -> Response:
-        review = orjson.loads(request.get_data(cache=False))
+        # The body straight from the WSGI stream, as the project app reads it: werkzeug's
+        # get_data() wraps it in its own limited stream first, ~13 µs more per request
+        # (Flask test client, 7 alternated rounds), which would flatter the project.
+        review = orjson.loads(request.environ["wsgi.input"].read())
         body = {
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
@@ -56,7 +59,7 @@ def create_admit_only_app() -> Flask:
 
     @app.post("/admit")
     def admit_only() -> Response:
-        review = rv.decode_review(request.get_data(cache=False))
+        review = rv.decode_review(request.environ["wsgi.input"].read())
         return Response(orjson.dumps(rv.review_of(admit(review, policy).response)), mimetype="application/json")
 
     app.view_functions["mutate"] = admit_only

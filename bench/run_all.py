@@ -1,7 +1,7 @@
 """Every benchmark in one run: `make bench` (or `.venv/bin/python -m bench.run_all`).
 
-Writes bench/results/{decide,served,apiserver}.{md,json}, served-latency.png, and
-summary.md (all three tables) + summary.json. Not part of `make test`: these print
+Writes bench/results/{decide,gc,served,apiserver}.{md,json}, served-latency.png, and
+summary.md (all the tables) + summary.json. Not part of `make test`: these print
 figures, they do not pass or fail.
 """
 
@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from bench import bench_apiserver, bench_decide, bench_served
+from bench import bench_apiserver, bench_decide, bench_gc, bench_served
 from bench.stats import RESULTS, machine
 
 
@@ -27,6 +27,10 @@ def main() -> None:
     sections.append(decide.pop("markdown"))
     parts["decide"] = decide
     print(sections[-1], flush=True)
+    gc_pauses = bench_gc.run(5000 if args.quick else 30000)
+    sections.append(gc_pauses.pop("markdown"))
+    parts["gc"] = gc_pauses
+    print(sections[-1], flush=True)
     if args.quick:
         served = bench_served.run((1, 2), rounds=5, sat_seconds=1.0, rate_seconds=1.5, rates=(250, 1000),
                                   stack_checks=False)
@@ -36,7 +40,7 @@ def main() -> None:
     parts["served"] = served
     print(sections[-1], flush=True)
     if not args.skip_apiserver:
-        api = bench_apiserver.run(60 if args.quick else 300)
+        api = bench_apiserver.run(60 if args.quick else 1000)
         sections.append(api.pop("markdown"))
         parts["apiserver"] = api
         print(sections[-1], flush=True)
