@@ -15,7 +15,9 @@ settings on both apps without editing the shipped config.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+from pathlib import Path
 
 import orjson
 from flask import Flask, Response, request
@@ -24,8 +26,11 @@ from webhook import gunicorn_conf
 from webhook.commands.serve import WebhookServer
 
 
-def create_floor_app() -> Flask:
+def create_floor_app(extra_fields: dict | None = None) -> Flask:
+    """``extra_fields``: response fields to add to every answer (a recorded patch and
+    warnings: the floor then sends what we send, as the Go endpoint's -response does)."""
     app = Flask("allow_all_floor")
+    extra = dict(extra_fields or {})
 
     @app.post("/mutate")
     def mutate() -> Response:
@@ -36,7 +41,7 @@ def create_floor_app() -> Flask:
         body = {
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
-            "response": {"uid": review["request"]["uid"], "allowed": True},
+            "response": {"uid": review["request"]["uid"], "allowed": True, **extra},
         }
         return Response(orjson.dumps(body), mimetype="application/json")
 
@@ -67,15 +72,16 @@ def create_admit_only_app() -> Flask:
 
 
 class BenchServer(WebhookServer):
-    def __init__(self, options: dict, app_name: str):
+    def __init__(self, options: dict, app_name: str, extra_fields: dict | None = None):
         from webhook.policy import default_policy
 
         self.app_name = app_name
+        self.extra_fields = extra_fields
         super().__init__(options, None, default_policy())
 
     def load(self):
         if self.app_name == "floor":
-            return create_floor_app()
+            return create_floor_app(self.extra_fields)
         if self.app_name == "admit-only":
             return create_admit_only_app()
         return super().load()
@@ -93,6 +99,8 @@ def main() -> None:
     parser.add_argument("--key-file", required=True)
     parser.add_argument("--access-log", help="gunicorn access log file (to count requests)")
     parser.add_argument("--app-log-level", help="the project app's log level (default: gunicorn's, as serve does)")
+    parser.add_argument("--response", help="floor: a JSON object of fields to add to every response "
+                                           "(e.g. our recorded patch and warnings)")
     args = parser.parse_args()
     options = {
         "bind": f"{args.host}:{args.port}",
@@ -117,7 +125,8 @@ def main() -> None:
     from webhook.reload import TLS, server_context
 
     TLS.context(args.cert_file, args.key_file, lambda: server_context(args.cert_file, args.key_file))
-    BenchServer(options, args.app).run()
+    extra = json.loads(Path(args.response).read_text()) if args.response else None
+    BenchServer(options, args.app, extra).run()
 
 
 if __name__ == "__main__":

@@ -114,8 +114,10 @@ def project_server(certs: Certs, workdir: Path, workers: int, port: int | None =
 
 
 def bench_server(app: str, certs: Certs, workdir: Path, workers: int, worker_class: str | None = None,
-                 threads: int | None = None, access_log: Path | None = None, port: int | None = None) -> Server:
-    """bench/floor_app.py: the allow-all floor (or our app) on the same gunicorn stack."""
+                 threads: int | None = None, access_log: Path | None = None, port: int | None = None,
+                 response_file: Path | None = None) -> Server:
+    """bench/floor_app.py: the allow-all floor (or our app) on the same gunicorn stack;
+    ``response_file``: fields the floor adds to every answer (floor_app --response)."""
     port = port or free_port()
     # No worker class given: the one `serve` ships (webhook/gunicorn_conf.py), for the
     # floor and the project alike.
@@ -131,7 +133,11 @@ def bench_server(app: str, certs: Certs, workdir: Path, workers: int, worker_cla
         argv += ["--threads", str(threads)]
     if access_log:
         argv += ["--access-log", str(access_log)]
-    name = f"{app} ({worker_class or 'shipped worker'}, workers={workers}{f', threads={threads}' if threads else ''})"
+    label = app
+    if response_file:
+        argv += ["--response", str(response_file)]
+        label = f"{app} replaying a fixed response"
+    name = f"{label} ({worker_class or 'shipped worker'}, workers={workers}{f', threads={threads}' if threads else ''})"
     return Server(name, argv, port, certs, workdir / f"{app}-{port}.log")
 
 

@@ -13,7 +13,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from kubernetes.utils.quantity import parse_quantity
+from webhook.quantity import parse_quantity
 
 PREFIX = "gpu-rightsizer.io/"
 

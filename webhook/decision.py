@@ -11,12 +11,11 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Literal
 
-from kubernetes.utils.quantity import parse_quantity
-
 from webhook import annotations as ann
 from webhook import inference
 from webhook.catalog import MigProfile
 from webhook.policy import PRODUCT_LABEL, Policy, Pool, WorkloadClass
+from webhook.quantity import parse_quantity
 from webhook.sizing import (
     MemoryNeed,
     choose_pool,
