@@ -234,11 +234,18 @@ def test_the_kept_keys_are_bounded_in_bytes_too():
     assert memo.answer(pods_[2], 100)[1] == "miss"  # the oldest went first
 
 
-def test_a_pod_key_larger_than_the_bytes_bound_is_not_kept():
-    pod = gpu_pod({"gpu-rightsizer.io/model-size": "7b"})
-    memo = DecisionMemo(default_policy(), max_key_bytes=len(pod_key(pod)) - 1)
-    assert [memo.answer(pod, 100)[1] for _ in range(3)] == ["miss"] * 3
-    assert len(memo) == 0
+def test_a_pod_key_larger_than_the_bytes_bound_is_not_kept_nor_evicts_the_others():
+    small = [gpu_pod({"gpu-rightsizer.io/model-size": f"{i + 1}b"}) for i in range(3)]
+    big = gpu_pod({"gpu-rightsizer.io/model-size": "7b"})
+    big["metadata"]["labels"] = {"padding": "x" * 2000}
+    memo = DecisionMemo(default_policy(), max_key_bytes=3 * max(len(pod_key(pod)) for pod in small))
+    assert len(pod_key(big)) > memo.max_key_bytes
+    for pod in small:
+        memo.answer(pod, 100)
+        memo.answer(pod, 100)
+    assert [memo.answer(big, 100)[1] for _ in range(3)] == ["miss"] * 3
+    assert len(memo) == 3 and memo.key_bytes <= memo.max_key_bytes
+    assert [memo.answer(pod, 100)[1] for pod in small] == ["hit"] * 3
 
 
 def test_a_stream_of_distinct_pods_keeps_no_answers():

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import py_compile
 import subprocess
 import sys
+import zipfile
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kubernetes.utils.quantity import parse_quantity as package_parse_quantity
 
 from webhook.quantity import parse_quantity
 
@@ -29,10 +33,8 @@ def test_known_quantities(text, value):
     st.text(max_size=12),
 ))
 def test_the_same_answers_and_errors_as_the_kubernetes_package(text):
-    from kubernetes.utils.quantity import parse_quantity as package_parse
-
     try:
-        expected = package_parse(text)
+        expected = package_parse_quantity(text)
     except Exception as err:  # noqa: BLE001 - whatever the package raises, we raise alike
         with pytest.raises(type(err)):
             parse_quantity(text)
@@ -42,12 +44,75 @@ def test_the_same_answers_and_errors_as_the_kubernetes_package(text):
 
 def test_serving_admissions_does_not_import_the_kubernetes_client():
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from webhook.app import create_app\n"
         "from webhook.commands.serve import WebhookServer\n"
-        "client = create_app().test_client()\n"
-        "client.post('/mutate', json={})\n"
+        "review = json.load(open(sys.argv[1]))['review']\n"
+        "answer = create_app().test_client().post('/mutate', json=review).get_json()['response']\n"
+        "assert answer['allowed'] and answer.get('patch'), answer  # decided and mutated\n"
         "print(sorted(m for m in sys.modules if m == 'kubernetes' or m.startswith('kubernetes.')))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    captured = Path(__file__).parent / "fixtures" / "admission-reviews" / "pod-create.json"
+    done = subprocess.run([sys.executable, "-c", code, str(captured)], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_QUANTITY = "def parse_quantity(text):\n    return 'from the file ' + text\n"
+
+
+def _source_layout(base: Path) -> list[Path]:
+    utils = base / "kubernetes" / "utils"
+    utils.mkdir(parents=True)
+    (base / "kubernetes" / "__init__.py").write_text("")
+    (utils / "__init__.py").write_text("")
+    (utils / "quantity.py").write_text(FAKE_QUANTITY)
+    return [base]
+
+
+def _bytecode_only_layout(base: Path) -> list[Path]:
+    _source_layout(base)
+    source = base / "kubernetes" / "utils" / "quantity.py"
+    py_compile.compile(str(source), cfile=str(source.with_suffix(".pyc")), doraise=True)
+    source.unlink()
+    return [base]
+
+
+def _namespace_split_layout(base: Path) -> list[Path]:
+    (base / "a" / "kubernetes" / "utils").mkdir(parents=True)  # no __init__: namespace portions
+    (base / "b" / "kubernetes" / "utils").mkdir(parents=True)
+    (base / "b" / "kubernetes" / "utils" / "quantity.py").write_text(FAKE_QUANTITY)
+    return [base / "a", base / "b"]
+
+
+def _zipped_layout(base: Path) -> list[Path]:
+    archive = base / "kubernetes.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("kubernetes/__init__.py", "")
+        z.writestr("kubernetes/utils/__init__.py", "")
+        z.writestr("kubernetes/utils/quantity.py", FAKE_QUANTITY)
+    return [archive]
+
+
+@pytest.mark.parametrize(("layout", "package_imported"), [
+    (_source_layout, False), (_bytecode_only_layout, False), (_namespace_split_layout, False),
+    (_zipped_layout, True),  # not a plain file: the usual import, same function
+])
+def test_the_installed_file_is_found_in_every_layout(tmp_path, layout, package_imported):
+    # -S: no site-packages, so the layout built here is the only kubernetes there is
+    # (webhook.quantity needs nothing but the standard library).
+    places = [str(p) for p in layout(tmp_path)] + [str(ROOT)]
+    code = (
+        f"import sys; sys.path[:0] = {places!r}\n"
+        "from webhook.quantity import parse_quantity\n"
+        "print(parse_quantity('1Gi'), 'kubernetes' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"from the file 1Gi {package_imported}"
+
+
+def test_no_kubernetes_installed_is_an_import_error(tmp_path):
+    code = f"import sys; sys.path[:0] = [{str(ROOT)!r}]\nimport webhook.quantity\n"
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1 and "ModuleNotFoundError: No module named 'kubernetes'" in done.stderr

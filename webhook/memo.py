@@ -119,9 +119,10 @@ class DecisionMemo:
                 if len(self._seen) >= 4 * self.max_entries:
                     self._seen.clear()
                 self._seen.add(hash(key))
-            elif key not in self._entries:
-                # A copy of exactly its length: orjson's bytes keep their working buffer
-                # (tracemalloc: ~16 KB held by each 1.4 KB key kept as it came).
+            elif key not in self._entries and len(key) <= self.max_key_bytes:
+                # (A key over the whole bound is not kept: it would only empty the memo
+                # on its way out.) A copy of exactly its length: orjson's bytes keep
+                # their working buffer (tracemalloc: ~16 KB held by a 1.4 KB key).
                 key = bytes(memoryview(key))
                 self._entries[key] = answer
                 self._key_bytes += len(key)
