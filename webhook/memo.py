@@ -38,8 +38,9 @@ MAX_ENTRIES = 1024
 # Above this body size the key costs nearly what deciding does, and it grows with the pod
 # where the decision does not (bench/bench_decide.py: 24 vs 33 µs for the 20 KB pod).
 MAX_POD_BYTES = 16 * 1024
-# The kept keys' bytes, all together: 1,024 typical pods' keys take 2.7 MiB; without this
-# bound, 1,024 keys of pods just under MAX_POD_BYTES would take 16 MiB per worker.
+# The kept keys' bytes, all together: 1,024 keys of the typical pod's variants take 1.4
+# MiB, of the 3-term-affinity pod's 2.4 MiB (bench/bench_decide.py); without this bound,
+# 1,024 keys of pods just under MAX_POD_BYTES could take 16 MiB per worker.
 MAX_KEY_BYTES = 4 * 1024 * 1024
 
 
