@@ -9,7 +9,10 @@ process:
 2. keep-alive vs a connection per request: the floor and our app under gunicorn's sync
    worker (closes every connection, so each request pays a TLS handshake) and gthread;
 3. gthread threads per worker (1, 2, 4, 8) for our app;
-4. for each worker count: `gpu-rightsizer serve` (the shipped config) and the floor
+4. the answer's size: the floor, the floor sending our recorded patch and warnings with
+   every answer, and our app, in alternated rounds (is the gap what we send, or what we
+   do?);
+5. for each worker count: `gpu-rightsizer serve` (the shipped config) and the floor
    (bench/floor_app.py, same gunicorn config) alternately, in short paired rounds:
    saturation throughput (closed loop) and latency at fixed offered rates (open loop,
    measured from each request's due time), including half the floor's saturation rate.
@@ -20,6 +23,7 @@ project/floor ratios and their medians, not any one absolute figure.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -114,6 +118,40 @@ def threads_sweep(certs, workdir, body, workers, threads_list, rounds, seconds, 
     return {"workers": workers, "rate": rate, "rounds": rounds,
             "threads": {t: {"rps": _median(v["rps"]), "cpu_us_per_request": _median(v["cpu"]),
                             f"p99_ms_at_{rate}": _median(v["p99"])} for t, v in rows.items()}}
+
+
+def answer_size(certs, workdir, body, workers, rounds, seconds, conns) -> dict:
+    """Saturation of the floor, the floor sending our answer's patch and warnings for
+    ``body`` (floor_app --response), and our app, alternated round by round."""
+    from webhook import review as rv
+    from webhook.admission import admit
+    from webhook.policy import default_policy
+
+    answer = admit(rv.decode_review(body), default_policy()).response  # what `serve` answers (built-in policy)
+    response_file = workdir / "our-response-fields.json"
+    response_file.write_text(json.dumps({k: answer[k] for k in ("patchType", "patch", "warnings") if k in answer}))
+    apps = {"floor": servers.bench_server("floor", certs, workdir, workers),
+            "floor sending our answer": servers.bench_server("floor", certs, workdir, workers,
+                                                             response_file=response_file),
+            "gpu-rightsizer": servers.project_server(certs, workdir, workers)}
+    runs: dict[str, list[dict]] = {name: [] for name in apps}
+    for server in apps.values():
+        server.start()
+    try:
+        for r in range(rounds):
+            for name in (list(apps) if r % 2 == 0 else list(reversed(apps))):
+                runs[name].append(_sat(apps[name], certs, body, seconds, conns))
+    finally:
+        for server in apps.values():
+            server.stop()
+    floor = runs["floor"]
+    return {"workers": workers, "rounds": rounds, "answer_bytes": len(json.dumps(answer)),
+            "apps": {name: {"rps": _median([x["rps"] for x in v]),
+                            "cpu_us_per_request": _median([x["server_cpu_us_per_request"] for x in v]),
+                            "rps_over_floor": _median([x["rps"] / f["rps"] for x, f in zip(v, floor)]),
+                            "cpu_floor_over_this": _median([f["server_cpu_us_per_request"] / x["server_cpu_us_per_request"]
+                                                            for x, f in zip(v, floor)])}
+                     for name, v in runs.items()}}
 
 
 def _saturation(project, floor, certs, body, rounds, seconds, conns) -> dict:
@@ -280,6 +318,14 @@ def markdown(data: dict) -> str:
                                "server CPU us/req (sync)", "TLS connects (gthread)",
                                "TLS connects (sync)", f"gthread p50 @{rate}", f"sync p50 @{rate}",
                                f"gthread p99 @{rate}", f"sync p99 @{rate}"], rows))
+    if data.get("answer_size"):
+        a = data["answer_size"]
+        lines.append(f"\n### The answer's size: the floor sending our {a['answer_bytes']}-byte answer (patch and "
+                     f"warnings), {a['workers']} workers, median of {a['rounds']} alternated rounds\n")
+        lines.append(md_table(["server", "saturation rps", "server CPU us/req", "rps / floor's (rounds' median)",
+                               "CPU per request, floor / this"],
+                              [[name, v["rps"], v["cpu_us_per_request"], f"{v['rps_over_floor']:.2f}",
+                                f"{v['cpu_floor_over_this']:.2f}"] for name, v in a["apps"].items()]))
     if data.get("threads"):
         t = data["threads"]
         lines.append(f"\n### gthread threads per worker (ours, {t['workers']} workers, median of {t['rounds']} rounds)\n")
@@ -307,6 +353,8 @@ def run(workers=(1, 2, 4), rounds=9, sat_seconds=1.5, rate_seconds=3.0, rates=(2
             print("keep-alive:", data["keepalive"]["apps"], flush=True)
             data["threads"] = threads_sweep(certs, workdir, body, 2, (1, 2, 4, 8), 3, sat_seconds, conns, 500)
             print("threads:", data["threads"]["threads"], flush=True)
+            data["answer_size"] = answer_size(certs, workdir, body, 2, 7, sat_seconds, conns)
+            print("answer size:", data["answer_size"]["apps"], flush=True)
         data["compare"] = []
         for w in workers:
             result = compare(certs, workdir, body, w, rounds, sat_seconds, rate_seconds, rates, conns, distinct)
