@@ -110,21 +110,15 @@ class ApiClient:
 def our_response_fields(client: ApiClient, namespace: str, body: bytes, workdir: Path) -> Path:
     """Our answer's patch and warnings for the pod as a webhook would see it, from a
     server-side dry run in a namespace no webhook serves."""
-    from webhook.admission import admit
-    from webhook.policy import default_policy
-
     client.conn.request("POST", f"/api/v1/namespaces/{namespace}/pods?dryRun=All", body, client.headers)
     response = client.conn.getresponse()
     pod = json.loads(response.read())
     review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
               "request": {"uid": "replay", "kind": {"group": "", "version": "v1", "kind": "Pod"},
                           "operation": "CREATE", "namespace": namespace, "object": pod}}
-    answer = admit(review, default_policy()).response
-    fields = {k: answer[k] for k in ("patchType", "patch", "warnings") if k in answer}
-    if "patch" not in fields:
-        raise SystemExit(f"bench: expected a patch for the benchmark pod, got {answer}")
-    path = workdir / "replay-response.json"
-    path.write_text(json.dumps(fields))
+    path = servers.our_response_file(review, workdir)
+    if "patch" not in json.loads(path.read_text()):
+        raise SystemExit(f"bench: expected a patch for the benchmark pod, got {path.read_text()}")
     return path
 
 

@@ -123,13 +123,7 @@ def threads_sweep(certs, workdir, body, workers, threads_list, rounds, seconds, 
 def answer_size(certs, workdir, body, workers, rounds, seconds, conns) -> dict:
     """Saturation of the floor, the floor sending our answer's patch and warnings for
     ``body`` (floor_app --response), and our app, alternated round by round."""
-    from webhook import review as rv
-    from webhook.admission import admit
-    from webhook.policy import default_policy
-
-    answer = admit(rv.decode_review(body), default_policy()).response  # what `serve` answers (built-in policy)
-    response_file = workdir / "our-response-fields.json"
-    response_file.write_text(json.dumps({k: answer[k] for k in ("patchType", "patch", "warnings") if k in answer}))
+    response_file = servers.our_response_file(json.loads(body), workdir)
     apps = {"floor": servers.bench_server("floor", certs, workdir, workers),
             "floor sending our answer": servers.bench_server("floor", certs, workdir, workers,
                                                              response_file=response_file),
@@ -145,7 +139,7 @@ def answer_size(certs, workdir, body, workers, rounds, seconds, conns) -> dict:
         for server in apps.values():
             server.stop()
     floor = runs["floor"]
-    return {"workers": workers, "rounds": rounds, "answer_bytes": len(json.dumps(answer)),
+    return {"workers": workers, "rounds": rounds, "answer_bytes": len(response_file.read_bytes()),
             "apps": {name: {"rps": _median([x["rps"] for x in v]),
                             "cpu_us_per_request": _median([x["server_cpu_us_per_request"] for x in v]),
                             "rps_over_floor": _median([x["rps"] / f["rps"] for x, f in zip(v, floor)]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -139,6 +140,19 @@ def bench_server(app: str, certs: Certs, workdir: Path, workers: int, worker_cla
         label = f"{app} replaying a fixed response"
     name = f"{label} ({worker_class or 'shipped worker'}, workers={workers}{f', threads={threads}' if threads else ''})"
     return Server(name, argv, port, certs, workdir / f"{app}-{port}.log")
+
+
+def our_response_file(review: dict, workdir: Path) -> Path:
+    """Our answer's patch and warnings for ``review`` under the built-in policy (what
+    `serve` answers without --policy), as the JSON object a replaying server sends with
+    every answer (floor_app --response, goallow -response)."""
+    from webhook.admission import admit
+    from webhook.policy import default_policy
+
+    answer = admit(review, default_policy()).response
+    path = workdir / "our-response-fields.json"
+    path.write_text(json.dumps({k: answer[k] for k in ("patchType", "patch", "warnings") if k in answer}))
+    return path
 
 
 def build_go_allow(out_dir: Path) -> Path:
