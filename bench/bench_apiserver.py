@@ -6,12 +6,12 @@ One control plane (tests/e2e/controlplane.py; binaries from
 tests/e2e/build-control-plane.sh), four namespaces, each served by:
   (a) no webhook;
   (b) gpu-rightsizer (`gpu-rightsizer serve`, the shipped config, 2 workers): the same
-      pod each time, as a Deployment's replicas come (answered from webhook/memo.py);
+      pod each time, as a Deployment's replicas come (answered from webhook/admission/memo.py);
   (b') the same server, each pod made distinct by a label: every decision made afresh;
   (c) an allow-all Flask endpoint on the same gunicorn stack (bench/floor_app.py);
   (d) an allow-all Go net/http endpoint (bench/goallow, built now with the machine's Go);
   (e) the same Go endpoint answering with our patch and warnings for this pod (computed
-      by webhook.admission.admit from a server-side dry run): (e) - (d) is what applying
+      by webhook.admission.admit.admit from a server-side dry run): (e) - (d) is what applying
       our mutation costs the API server, (b) - (e) what our server costs beyond Go's;
   (f) our app on gunicorn's sync worker, which closes every connection: (f) - (b) is
       what keep-alive saves each pod create, measured with the API server's own client.
@@ -130,7 +130,7 @@ def distinct_body(i: int) -> bytes:
 
 def our_admissions(port: int, ca: str) -> int:
     # Each worker folds its counts into /metrics within FLUSH_SECONDS: wait that out.
-    from webhook.metrics import FLUSH_SECONDS
+    from webhook.serving.metrics import FLUSH_SECONDS
 
     time.sleep(2.5 * FLUSH_SECONDS)
     ctx = ssl.create_default_context(cafile=ca)

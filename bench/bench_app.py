@@ -31,8 +31,8 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-app-metr
 requests, distinct = int(sys.argv[3]), int(sys.argv[4])
 from bench.corpus import body_of, captured_reviews, distinct_bodies
 from bench.floor_app import create_floor_app
-from webhook.app import create_app
-from webhook.logs import configure
+from webhook.serving.app import create_app
+from webhook.serving.logs import configure
 configure("info", open(os.devnull, "w"))
 review = captured_reviews()["pod-create"]
 bodies = distinct_bodies(review, distinct) if distinct else [body_of(review)]

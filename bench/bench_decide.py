@@ -3,10 +3,10 @@
     .venv/bin/python -m bench.bench_decide [--seconds 1.0]
 
 Times, per pod kind of the corpus (bench/corpus.py):
-- decide+patch: ``webhook.admission.pod_patch`` (decide, mutate, diff) on the parsed pod;
+- decide+patch: ``webhook.admission.admit.pod_patch`` (decide, mutate, diff) on the parsed pod;
 - admit: what one HTTP request costs past the web framework: ``decode_review`` (orjson)
   of the body, ``admit``, and ``orjson.dumps`` of the response review;
-- the decision memo (webhook/memo.py): ``pod_key`` alone, ``admit`` answered from a
+- the decision memo (webhook/admission/memo.py): ``pod_key`` alone, ``admit`` answered from a
   warm memo (a controller's replicas), and ``admit`` through a memo that has never seen
   the pod (what every distinct pod pays for the memo: the key, then the decision);
 - the memory of a full memo (tracemalloc): MAX_ENTRIES variants of a pod, each seen twice;
@@ -30,12 +30,12 @@ import orjson
 
 from bench.corpus import body_of, corpus
 from bench.stats import machine, md_table, summary, write_result
-from webhook import review as rv
-from webhook.admission import admit, pod_patch
-from webhook.mutation import mutate_pod
-from webhook.decision import decide
-from webhook.memo import MAX_ENTRIES, DecisionMemo, pod_key
-from webhook.policy import default_policy
+from webhook.admission import review as rv
+from webhook.admission.admit import admit, pod_patch
+from webhook.core.mutation import mutate_pod
+from webhook.core.decision import decide
+from webhook.admission.memo import MAX_ENTRIES, DecisionMemo, pod_key
+from webhook.core.policy import default_policy
 
 TARGET_US = 50.0
 TYPICAL = "single"

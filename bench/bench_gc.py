@@ -28,9 +28,9 @@ sys.path.insert(0, sys.argv[1])
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-gc-metrics-")
 freeze, stream, requests = sys.argv[2] == "frozen", sys.argv[3], int(sys.argv[4])
 from bench.corpus import body_of, captured_reviews, distinct_bodies
-from webhook import gunicorn_conf
-from webhook.app import create_app
-from webhook.logs import configure
+from webhook.serving import gunicorn_conf
+from webhook.serving.app import create_app
+from webhook.serving.logs import configure
 configure("info", open(os.devnull, "w"))
 review = captured_reviews()["pod-create"]
 bodies = distinct_bodies(review, 12288) if stream == "distinct" else [body_of(review)]

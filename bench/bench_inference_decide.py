@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_inference_decide.py [N]
 
-Runs webhook.decision.decide N times (default 20000) on a core pod (model-size) and an
+Runs webhook.core.decision.decide N times (default 20000) on a core pod (model-size) and an
 inference pod (model + context-length + max-concurrency), alternating rounds after a
 warm-up, and prints microseconds per decision and the ratio, measured in one run.
 """
@@ -13,8 +13,8 @@ import os
 import sys
 import time
 
-from webhook.decision import decide
-from webhook.policy import default_policy
+from webhook.core.decision import decide
+from webhook.core.policy import default_policy
 
 
 def pod(annotations: dict) -> dict:

@@ -332,7 +332,7 @@ def markdown(data: dict) -> str:
 def run(workers=(1, 2, 4), rounds=9, sat_seconds=1.5, rate_seconds=3.0, rates=(250, 500, 1000, 2000),
         conns=16, stack_checks=True) -> dict:
     body = body_of(corpus()["single"])
-    # More than the memo's window of sightings (webhook/memo.py: 4 x 1024 per worker), so
+    # More than the memo's window of sightings (webhook/admission/memo.py: 4 x 1024 per worker), so
     # no pod is seen twice in it.
     distinct = distinct_bodies(corpus()["single"], 3 * 4096)
     with tempfile.TemporaryDirectory(prefix="gpu-rightsizer-bench-") as tmp:

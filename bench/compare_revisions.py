@@ -24,8 +24,8 @@ TIMER = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
 from bench.corpus import corpus
-from webhook.admission import pod_patch
-from webhook.policy import default_policy
+from webhook.admission.admit import pod_patch
+from webhook.core.policy import default_policy
 policy = default_policy()
 out = {}
 for kind in ("single", "affinity-3-terms", "pod-200k"):

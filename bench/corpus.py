@@ -152,7 +152,7 @@ def corpus() -> dict[str, dict]:
 def distinct_bodies(review: dict, count: int) -> list[bytes]:
     """``count`` reviews of the same pod, each made distinct by one label (which the
     decision does not read): pods no decision memo has seen, each decided in full.
-    ``count`` over the memo's size (webhook/memo.py) keeps a cycle of them missing."""
+    ``count`` over the memo's size (webhook/admission/memo.py) keeps a cycle of them missing."""
     out = []
     for i in range(count):
         variant = copy.deepcopy(review)

@@ -1,6 +1,6 @@
 """The floor: an allow-all admission endpoint on gpu-rightsizer's own stack.
 
-Same gunicorn config (webhook/gunicorn_conf.py, via the same ``WebhookServer`` class as
+Same gunicorn config (webhook/serving/gunicorn_conf.py, via the same ``WebhookServer`` class as
 `gpu-rightsizer serve`), same Flask, same TLS; the app only decodes the review (it needs
 the uid) and answers "allowed, no patch". Whatever our webhook costs beyond this is the
 cost of doing the job.
@@ -22,8 +22,8 @@ from pathlib import Path
 import orjson
 from flask import Flask, Response, request
 
-from webhook import gunicorn_conf
-from webhook.commands.serve import WebhookServer
+from webhook.serving import gunicorn_conf
+from webhook.cli.serve import WebhookServer
 
 
 def create_floor_app(extra_fields: dict | None = None) -> Flask:
@@ -55,9 +55,9 @@ def create_floor_app(extra_fields: dict | None = None) -> Flask:
 def create_admit_only_app() -> Flask:
     """Diagnostic: the floor plus ``admit`` (decode, decide, patch, encode), without the
     project app's metrics and log line; separates the decision's cost from the rest."""
-    from webhook import review as rv
-    from webhook.admission import admit
-    from webhook.policy import default_policy
+    from webhook.admission import review as rv
+    from webhook.admission.admit import admit
+    from webhook.core.policy import default_policy
 
     app = create_floor_app()
     policy = default_policy()
@@ -73,7 +73,7 @@ def create_admit_only_app() -> Flask:
 
 class BenchServer(WebhookServer):
     def __init__(self, options: dict, app_name: str, extra_fields: dict | None = None):
-        from webhook.policy import default_policy
+        from webhook.core.policy import default_policy
 
         self.app_name = app_name
         self.extra_fields = extra_fields
@@ -113,16 +113,16 @@ def main() -> None:
     if args.access_log:
         options["accesslog"] = args.access_log
     if args.app == "project":
-        # As `gpu-rightsizer serve` does (webhook/commands/serve.py run()): multiprocess
+        # As `gpu-rightsizer serve` does (webhook/cli/serve.py run()): multiprocess
         # metrics and JSON log lines, so the project here costs what it costs there.
-        from webhook.commands.serve import _private_dir
-        from webhook.logs import configure
+        from webhook.cli.serve import _private_dir
+        from webhook.serving.logs import configure
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_dir()
         configure(args.app_log_level or gunicorn_conf.loglevel)
     # As serve does: the master builds the TLS context that every worker inherits
     # (gunicorn_conf.ssl_context hands it out), for the floor and the project alike.
-    from webhook.reload import TLS, server_context
+    from webhook.serving.reload import TLS, server_context
 
     TLS.context(args.cert_file, args.key_file, lambda: server_context(args.cert_file, args.key_file))
     extra = json.loads(Path(args.response).read_text()) if args.response else None

@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 with atheris.instrument_imports():
     import jsonpatch
 
-    from webhook.admission import admit
-    from webhook.policy import default_policy
-    from webhook.review import RequestError, decode_review
+    from webhook.admission.admit import admit
+    from webhook.core.policy import default_policy
+    from webhook.core.errors import RequestError
+    from webhook.admission.review import decode_review
 
 POLICY = default_policy()
 MAX_SEED_BYTES = 64 * 1024  # the fuzzer mutates small inputs far faster; 1 MB seeds stay in the CI corpus

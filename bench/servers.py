@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from webhook.certs import write_ca_and_serving_cert
+from webhook.certs.bundle import write_ca_and_serving_cert
 
 HERE = Path(__file__).resolve().parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -120,7 +120,7 @@ def bench_server(app: str, certs: Certs, workdir: Path, workers: int, worker_cla
     """bench/floor_app.py: the allow-all floor (or our app) on the same gunicorn stack;
     ``response_file``: fields the floor adds to every answer (floor_app --response)."""
     port = port or free_port()
-    # No worker class given: the one `serve` ships (webhook/gunicorn_conf.py), for the
+    # No worker class given: the one `serve` ships (webhook/serving/gunicorn_conf.py), for the
     # floor and the project alike.
     argv = [sys.executable, "-m", "bench.floor_app", "--app", app, "--port", str(port),
             "--workers", str(workers), "--cert-file", certs.cert, "--key-file", certs.key]
@@ -146,8 +146,8 @@ def our_response_file(review: dict, workdir: Path) -> Path:
     """Our answer's patch and warnings for ``review`` under the built-in policy (what
     `serve` answers without --policy), as the JSON object a replaying server sends with
     every answer (floor_app --response, goallow -response)."""
-    from webhook.admission import admit
-    from webhook.policy import default_policy
+    from webhook.admission.admit import admit
+    from webhook.core.policy import default_policy
 
     answer = admit(review, default_policy()).response
     path = workdir / "our-response-fields.json"

@@ -7,6 +7,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def policy():
-    from webhook.policy import default_policy
+    from webhook.core.policy import default_policy
 
     return default_policy()

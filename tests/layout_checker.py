@@ -18,7 +18,7 @@ import yaml
 
 @functools.lru_cache(maxsize=1)
 def raw_catalog() -> dict:
-    return yaml.safe_load(resources.files("webhook").joinpath("data/mig_catalog.yaml").read_text())["models"]
+    return yaml.safe_load(resources.files("webhook.core").joinpath("data/mig_catalog.yaml").read_text())["models"]
 
 
 def layout_problems(model_key: str, instances: list[tuple[str, int, int]]) -> list[str]:

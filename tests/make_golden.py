@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from webhook.admission import admit  # noqa: E402
-from webhook.policy import default_policy  # noqa: E402
+from webhook.admission.admit import admit  # noqa: E402
+from webhook.core.policy import default_policy  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 

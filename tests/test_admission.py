@@ -13,7 +13,7 @@ import pytest
 
 from support import FIXTURES, captured_review, review_for, validate_pod
 from make_golden import readable
-from webhook.admission import admit
+from webhook.admission.admit import admit
 
 GOLDEN = FIXTURES / "golden"
 REQUESTS = sorted(GOLDEN.glob("*.request.json"))

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhook import annotations as ann
-from webhook.inference import parse_model
+from webhook.core import annotations as ann
+from webhook.core.inference import parse_model
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Every row of webhook/data/architectures.yaml against the config.json it cites.
+"""Every row of webhook/core/data/architectures.yaml against the config.json it cites.
 
 CITED holds the config.json values as published on Hugging Face (copies checked in the
 public code index: citsjtu2020/LLM-Prof sglang/Model_Config.md, kevinstephano/
@@ -16,7 +16,7 @@ import json
 import pytest
 from support import measurements_path
 
-from webhook.inference import builtin_architectures
+from webhook.core.inference import builtin_architectures
 
 # config.json keys: vocab_size, hidden_size, intermediate_size, num_hidden_layers,
 # num_attention_heads, num_key_value_heads, head_dim (None = absent: hidden/heads),

@@ -17,9 +17,9 @@ sys.path.insert(0, str(ROOT))
 from bench.corpus import body_of, corpus  # noqa: E402
 from support import review_for, validate_pod  # noqa: E402
 
-from webhook import review as rv  # noqa: E402
-from webhook.admission import admit  # noqa: E402
-from webhook.policy import default_policy  # noqa: E402
+from webhook.admission import review as rv  # noqa: E402
+from webhook.admission.admit import admit  # noqa: E402
+from webhook.core.policy import default_policy  # noqa: E402
 
 KINDS = corpus()
 

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from support import mig_profile_table as table
-from webhook.catalog import builtin_catalog
+from webhook.core.catalog import builtin_catalog
 
 REQUIRED_MODELS = [
     "A30-24GB", "A100-40GB", "A100-80GB", "H100-80GB", "H100-94GB", "H200-141GB", "B200-180GB",

@@ -1,4 +1,4 @@
-"""webhook/certs.py and `gpu-rightsizer certs generate`: SANs, chain, key sizes,
+"""webhook/certs/bundle.py and `gpu-rightsizer certs generate`: SANs, chain, key sizes,
 lifetimes, and what a re-run does."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from webhook.cert_install import ca_bundle
-from webhook.certs import (
+from webhook.certs.install import ca_bundle
+from webhook.certs.bundle import (
     TlsBundle,
     _pem_key,
     bundle_problem,
@@ -26,8 +26,8 @@ from webhook.certs import (
     read_bundle,
     service_dns_names,
 )
-from webhook.cli import main
-from webhook.commands.serve import _self_signed
+from webhook.cli.main import main
+from webhook.cli.serve import _self_signed
 
 NAMES = service_dns_names("hook", "team-a")
 

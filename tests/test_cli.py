@@ -98,7 +98,7 @@ def test_catalog_prints_every_model_and_real_memory():
 
 
 def test_plan_without_the_plan_extra_says_how_to_install_it():
-    code = "import sys; sys.modules['ortools'] = None; from webhook.cli import main; sys.exit(main(['plan', 'examples']))"
+    code = "import sys; sys.modules['ortools'] = None; from webhook.cli.main import main; sys.exit(main(['plan', 'examples']))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 2
     assert "gpu-rightsizer plan needs the 'plan' extra" in result.stderr

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from webhook import annotations as ann
-from webhook.catalog import builtin_catalog
-from webhook.cli import main
-from webhook.decision import decide
+from webhook.core import annotations as ann
+from webhook.core.catalog import builtin_catalog
+from webhook.cli.main import main
+from webhook.core.decision import decide
 
 ISSUE = ["--model", "llama-3.1-8b", "--precision", "bf16", "--context-length", "8k", "--max-concurrency", "4"]
 
@@ -31,7 +31,7 @@ def test_table_has_a_row_per_catalog_gpu_agreeing_with_decide(capsys):
     assert rows["H100-80GB"] == "3g.40gb"
     assert rows["A30-24GB"] == "whole"  # 0.9 x 23.44 GiB < 21.2 GiB
     # The same answer as the webhook's decision for a pool of that GPU.
-    from webhook.policy import parse_policy_yaml
+    from webhook.core.policy import parse_policy_yaml
 
     annotations = {ann.MODEL: "llama-3.1-8b", ann.PRECISION: "bf16", ann.CONTEXT_LENGTH: "8k", ann.MAX_CONCURRENCY: "4"}
     pod = {"metadata": {"annotations": annotations}, "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}

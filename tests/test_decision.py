@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from support import gpu_pod
-from webhook.decision import BadObject, decide
-from webhook.policy import compile_policy
+from webhook.core.errors import BadObject
+from webhook.core.decision import decide
+from webhook.core.policy import compile_policy
 
 A = "gpu-rightsizer.io/"
 

@@ -1,12 +1,12 @@
-"""The inference estimate inside webhook.decision: precedence, validation, messages."""
+"""The inference estimate inside webhook.core.decision: precedence, validation, messages."""
 
 from __future__ import annotations
 
 import pytest
 
-from webhook import annotations as ann
-from webhook.decision import decide, estimate_need
-from webhook.policy import default_policy, parse_policy_yaml
+from webhook.core import annotations as ann
+from webhook.core.decision import decide, estimate_need
+from webhook.core.policy import default_policy, parse_policy_yaml
 
 POLICY = default_policy()
 SERVING = {ann.MODEL: "llama-3.1-8b", ann.PRECISION: "bf16", ann.CONTEXT_LENGTH: "8k", ann.MAX_CONCURRENCY: "4"}

@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from support import captured_review, validate_pod
-from webhook.admission import admit
-from webhook.review import RequestError, decode_review
+from webhook.admission.admit import admit
+from webhook.core.errors import RequestError
+from webhook.admission.review import decode_review
 
 A = "gpu-rightsizer.io/"
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -21,10 +21,10 @@ from fractions import Fraction
 
 import pytest
 
-from webhook import annotations as ann
-from webhook.decision import decide, estimate_need
-from webhook.inference import ServingSettings, builtin_architectures, inference_need, kv_cache_bytes
-from webhook.policy import default_policy, parse_policy_yaml
+from webhook.core import annotations as ann
+from webhook.core.decision import decide, estimate_need
+from webhook.core.inference import ServingSettings, builtin_architectures, inference_need, kv_cache_bytes
+from webhook.core.policy import default_policy, parse_policy_yaml
 
 MIB = 2**20
 GIB = 2**30
@@ -301,7 +301,7 @@ def test_fit_boundary_is_exact():
     # fits 3g.40gb, one byte more does not. With 1 layer/kv-head/dim and context 1, KV =
     # 2 x 2 B = 4 B; fixed 2304 MiB = 2415919104 B; so weights = 38171521843 - 2415919104
     # - 4 = 35755602735 B, i.e. 17877801367.5 params at 2 B.
-    from webhook.sizing import select_profile
+    from webhook.core.sizing import select_profile
 
     settings = dict(precision="bf16", layers=1, kv_heads=1, head_dim=1, context=1, kv_dtype="auto")
     profiles = POLICY.pools[0].profiles

@@ -12,8 +12,8 @@ import time
 import pytest
 from live_server import DENIED, MUTATED, review
 
-from webhook.app import create_app
-from webhook.logs import LOGGER, MAX_FIELD, JsonFormatter, admission_fields, configure, info_line
+from webhook.serving.app import create_app
+from webhook.serving.logs import LOGGER, MAX_FIELD, JsonFormatter, admission_fields, configure, info_line
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +141,7 @@ def test_lines_written_straight_to_a_real_file_are_whole_and_the_formatters(tmp_
 def test_timestamps_are_iso_8601_utc_milliseconds():
     import datetime as dt
 
-    from webhook.logs import _timestamp
+    from webhook.serving.logs import _timestamp
 
     import random
 
@@ -163,8 +163,7 @@ def _file_logger(tmp_path, name="held.jsonl"):
 
 
 def test_admission_lines_are_written_within_the_flush_interval_unprompted(tmp_path):
-    from webhook import logs
-
+    from webhook.serving import logs
     path, stream = _file_logger(tmp_path)
     with stream:
         for i in range(3):
@@ -181,14 +180,14 @@ def test_held_admission_lines_come_before_a_later_record(tmp_path):
         info_line("admission", {"uid": "first"})
         logging.getLogger(LOGGER).error("later")
         info_line("admission", {"uid": "last"})
-        from webhook.logs import flush
+        from webhook.serving.logs import flush
 
         flush()
     assert [json.loads(line)["msg"] for line in path.read_text().splitlines()] == ["admission", "later", "admission"]
 
 
 def test_a_forked_child_does_not_write_its_parents_held_lines(tmp_path):
-    from webhook.logs import flush
+    from webhook.serving.logs import flush
 
     path, stream = _file_logger(tmp_path)
     with stream:
@@ -208,7 +207,7 @@ def test_a_forked_child_does_not_write_its_parents_held_lines(tmp_path):
 def test_lines_through_a_pipe_are_whole_under_16_threads():
     import threading
 
-    from webhook.logs import flush
+    from webhook.serving.logs import flush
 
     read_fd, write_fd = os.pipe()
     chunks: list[bytes] = []
@@ -232,7 +231,7 @@ def test_lines_through_a_pipe_are_whole_under_16_threads():
 
 
 def test_lines_held_for_a_closed_stream_never_reach_the_file_that_reuses_its_descriptor(tmp_path):
-    from webhook.logs import flush
+    from webhook.serving.logs import flush
 
     stream = open(tmp_path / "closed.jsonl", "w")
     configure("info", stream)

@@ -23,9 +23,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from webhook.certs import service_dns_names
-from webhook.decision import decide
-from webhook.policy import default_policy, default_policy_text, parse_policy_yaml
+from webhook.certs.bundle import service_dns_names
+from webhook.core.decision import decide
+from webhook.core.policy import default_policy, default_policy_text, parse_policy_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "manifests"
@@ -182,8 +182,7 @@ def test_deployment_is_restricted_and_read_only(rendered):
 
 
 def test_deployment_runs_the_shipped_thread_count(rendered):
-    from webhook import gunicorn_conf
-
+    from webhook.serving import gunicorn_conf
     (deployment,) = [o for o in rendered["base"] if o["kind"] == "Deployment"]
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["GPU_RIGHTSIZER_THREADS"] == str(gunicorn_conf.threads) == "16"

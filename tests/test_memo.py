@@ -1,6 +1,6 @@
 """The decision memo answers exactly what deciding would have answered.
 
-The memo's key leaves out a pod's per-pod fields (webhook/memo.py). Two things make that
+The memo's key leaves out a pod's per-pod fields (webhook/admission/memo.py). Two things make that
 safe, and both are held here over generated and mangled pods: the answer does not change
 when those fields do, and the memo's answer is always the answer computed afresh.
 """
@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from support import captured_review, gpu_pod
 from test_hostile_properties import json_values, mangled_reviews
 from test_properties import POLICIES, pods
-from webhook.admission import admit, answer_pod
-from webhook.app import PolicyHolder
-from webhook.memo import DecisionMemo, pod_key
-from webhook.policy import compile_policy, default_policy
+from webhook.admission.admit import admit, answer_pod
+from webhook.serving.app import PolicyHolder
+from webhook.admission.memo import DecisionMemo, pod_key
+from webhook.core.policy import compile_policy, default_policy
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SERVICE_ACCOUNT_VOLUME = {"name": "kube-api-access-abcde", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}

@@ -13,8 +13,8 @@ import pytest
 import requests
 from live_server import DENIED, IGNORED, MUTATED, UNCHANGED, LiveServer, review, total
 
-from webhook import metrics
-from webhook.app import create_app
+from webhook.serving import metrics
+from webhook.serving.app import create_app
 
 MIX = [("mutated", MUTATED)] * 4 + [("unchanged", UNCHANGED)] * 2 + [("denied", DENIED), ("unchanged", IGNORED)]
 
@@ -119,7 +119,7 @@ def test_an_internal_error_is_counted_and_admits_unchanged(monkeypatch):
     def broken(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("webhook.app.admit", broken)
+    monkeypatch.setattr("webhook.serving.app.admit", broken)
     before = metrics.ADMISSIONS.labels("error", "none")._value.get()
     client = create_app().test_client()
     r = client.post("/mutate", json=review(MUTATED, "u-1"))

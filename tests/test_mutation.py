@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from support import gpu_pod, validate_pod
-from webhook.decision import decide
-from webhook.mutation import (
+from webhook.core.decision import decide
+from webhook.core.mutation import (
     apply_priority_class,
     merge_required_node_affinity,
     merge_tolerations,
@@ -16,7 +16,7 @@ from webhook.mutation import (
     rename_gpu_resource,
     tolerates,
 )
-from webhook.policy import WorkloadClass, compile_policy
+from webhook.core.policy import WorkloadClass, compile_policy
 
 A = "gpu-rightsizer.io/"
 MIG = {"key": "nvidia.com/mig.capable", "operator": "In", "values": ["true"]}

@@ -11,9 +11,10 @@ import kubernetes_validate
 import pytest
 from support import captured_review
 
-from webhook import annotations as ann
-from webhook.admission import admit
-from webhook.policy import PolicyError, parse_policy_yaml
+from webhook.core import annotations as ann
+from webhook.admission.admit import admit
+from webhook.core.errors import PolicyError
+from webhook.core.policy import parse_policy_yaml
 
 K8S_VERSION = "1.36.0"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import yaml
 
 from layout_checker import layout_problems
-from webhook.cli import main
+from webhook.cli.main import main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MIX = str(EXAMPLES / "reference-mix")
@@ -42,7 +42,7 @@ def test_mig_parted_config_structure_and_layouts(tmp_path, capsys):
                 counts = entry["mig-devices"]
                 assert all(isinstance(n, int) and n > 0 for n in counts.values())
                 # some placement of these counts passes the independent checker
-                from webhook.catalog import builtin_catalog
+                from webhook.core.catalog import builtin_catalog
                 from webhook.planning.geometry import realise
 
                 layout = realise(builtin_catalog().lookup("H100-80GB"), counts)

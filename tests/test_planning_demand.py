@@ -4,11 +4,11 @@ from pathlib import Path
 import jsonpatch
 import pytest
 
-from webhook.admission import pod_patch
+from webhook.admission.admit import pod_patch
 from webhook.planning.demand import DemandError, demand_from_manifests, load_documents
 from webhook.planning.geometry import WHOLE_GPU
-from webhook.policy import default_policy
-from webhook.workloads import pod_of
+from webhook.core.policy import default_policy
+from webhook.core.workloads import pod_of
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 POLICY = default_policy()
@@ -112,7 +112,7 @@ def test_what_the_webhook_leaves_alone_or_refuses_is_reported_with_its_message(t
     assert by["cm"].action == "invalid" and "ConfigMap" in by["cm"].message
     assert demand.counts() == {"h100-80": {WHOLE_GPU: 3}}
     # the very message the webhook gives
-    from webhook.decision import decide
+    from webhook.core.decision import decide
 
     for name, doc in (("bad", docs[0]), ("unsized", docs[1]), ("huge", docs[3])):
         assert by[name].message == decide(doc, POLICY).message
@@ -133,7 +133,7 @@ def test_bad_replicas_names_the_field(tmp_path):
 
 
 def test_two_pools_whole_gpu_pods_follow_their_node_selector(tmp_path):
-    from webhook.policy import compile_policy
+    from webhook.core.policy import compile_policy
 
     policy = compile_policy({"pools": [
         {"name": "h100", "gpuModel": "H100-80GB", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},

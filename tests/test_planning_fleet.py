@@ -5,7 +5,7 @@ from webhook.planning.demand import Demand, Workload
 from webhook.planning.fleet import parse_gpus, plan_fleet
 from webhook.planning.geometry import WHOLE_GPU, realise
 from webhook.planning.solver import LiveGpu, PlanError
-from webhook.policy import default_policy
+from webhook.core.policy import default_policy
 
 POLICY = default_policy()
 H100 = POLICY.pools[0].model

@@ -4,7 +4,7 @@ import pytest
 
 from layout_checker import count_vectors, layout_problems
 from support import mig_profile_table
-from webhook.catalog import builtin_catalog
+from webhook.core.catalog import builtin_catalog
 from webhook.planning.geometry import all_layouts, configurations, realise
 
 CATALOG = builtin_catalog()

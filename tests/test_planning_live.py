@@ -3,7 +3,7 @@
 
 from webhook.planning.geometry import WHOLE_GPU, WHOLE_LAYOUT, realise
 from webhook.planning.live import demand_from_pods, gpus_of_node, layout_of_config_name, supply_from_nodes
-from webhook.policy import default_policy
+from webhook.core.policy import default_policy
 
 POLICY = default_policy()
 H100 = POLICY.pools[0].model

@@ -2,7 +2,7 @@ import re
 
 import yaml
 
-from webhook.catalog import builtin_catalog
+from webhook.core.catalog import builtin_catalog
 from webhook.planning.geometry import WHOLE_LAYOUT, configurations, realise
 from webhook.planning.migparted import config_for_layouts, config_for_node, document, dump, layout_name, parse_config_file
 

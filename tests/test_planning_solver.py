@@ -6,7 +6,7 @@ import pytest
 from layout_checker import count_vectors, layout_problems
 from webhook.planning.geometry import WHOLE_GPU, realise
 from webhook.planning.solver import LiveGpu, PlanError, PoolProblem, StageResult, lower_bound, solve_pool
-from webhook.policy import compile_policy, default_policy
+from webhook.core.policy import compile_policy, default_policy
 
 POOL = default_policy().pools[0]
 NAMES = [p.name for p in POOL.profiles]

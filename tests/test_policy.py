@@ -8,7 +8,9 @@ import dataclasses
 import pytest
 import yaml
 
-from webhook.policy import PolicyError, compile_policy, default_policy, load_policy, parse_policy_yaml, resolve_policy
+from webhook.core.errors import PolicyError
+
+from webhook.core.policy import compile_policy, default_policy, load_policy, parse_policy_yaml, resolve_policy
 
 ISSUE_EXAMPLE = """
 pools:

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support import review_for, validate_pod
-from webhook.admission import admit
-from webhook.mutation import mutate_pod
-from webhook.decision import decide
-from webhook.patch import diff
-from webhook.policy import compile_policy, default_policy
+from webhook.admission.admit import admit
+from webhook.core.mutation import mutate_pod
+from webhook.core.decision import decide
+from webhook.core.patch import diff
+from webhook.core.policy import compile_policy, default_policy
 
 A = "gpu-rightsizer.io/"
 POLICIES = [

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.utils.quantity import parse_quantity as package_parse_quantity
 
-from webhook.quantity import parse_quantity
+from webhook.core.quantity import parse_quantity
 
 SUFFIXES = ["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u"]
 
@@ -45,8 +45,8 @@ def test_the_same_answers_and_errors_as_the_kubernetes_package(text):
 def test_serving_admissions_does_not_import_the_kubernetes_client():
     code = (
         "import json, sys\n"
-        "from webhook.app import create_app\n"
-        "from webhook.commands.serve import WebhookServer\n"
+        "from webhook.serving.app import create_app\n"
+        "from webhook.cli.serve import WebhookServer\n"
         "review = json.load(open(sys.argv[1]))['review']\n"
         "answer = create_app().test_client().post('/mutate', json=review).get_json()['response']\n"
         "assert answer['allowed'] and answer.get('patch'), answer  # decided and mutated\n"
@@ -100,11 +100,11 @@ def _zipped_layout(base: Path) -> list[Path]:
 ])
 def test_the_installed_file_is_found_in_every_layout(tmp_path, layout, package_imported):
     # -S: no site-packages, so the layout built here is the only kubernetes there is
-    # (webhook.quantity needs nothing but the standard library).
+    # (webhook.core.quantity needs nothing but the standard library).
     places = [str(p) for p in layout(tmp_path)] + [str(ROOT)]
     code = (
         f"import sys; sys.path[:0] = {places!r}\n"
-        "from webhook.quantity import parse_quantity\n"
+        "from webhook.core.quantity import parse_quantity\n"
         "print(parse_quantity('1Gi'), 'kubernetes' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
@@ -113,6 +113,6 @@ def test_the_installed_file_is_found_in_every_layout(tmp_path, layout, package_i
 
 
 def test_no_kubernetes_installed_is_an_import_error(tmp_path):
-    code = f"import sys; sys.path[:0] = [{str(ROOT)!r}]\nimport webhook.quantity\n"
+    code = f"import sys; sys.path[:0] = [{str(ROOT)!r}]\nimport webhook.core.quantity\n"
     done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
     assert done.returncode == 1 and "ModuleNotFoundError: No module named 'kubernetes'" in done.stderr

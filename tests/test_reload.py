@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from live_server import MUTATED, LiveServer, mounted_volume, review, total
 
-from webhook.app import PolicyHolder
-from webhook.certs import _pem_key, make_ca, make_serving_cert
-from webhook.policy import default_policy_text
-from webhook.reload import PolicyReloader, TlsContexts
+from webhook.serving.app import PolicyHolder
+from webhook.certs.bundle import _pem_key, make_ca, make_serving_cert
+from webhook.core.policy import default_policy_text
+from webhook.serving.reload import PolicyReloader, TlsContexts
 
 NAMES = ["localhost", "127.0.0.1"]
 POLICY_B = default_policy_text().replace("name: h100-80", "name: h100-b")
@@ -234,8 +234,7 @@ def test_half_replaced_key_pair_keeps_the_old_certificate(tmp_path):
 
 
 def test_policy_reloader_counts_each_change_once(tmp_path):
-    from webhook import metrics
-
+    from webhook.serving import metrics
     path = tmp_path / "policy.yaml"
     path.write_text(default_policy_text())
     holder = PolicyHolder(str(path))

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.decision import decide
-from webhook.policy import compile_policy
+from webhook.core.decision import decide
+from webhook.core.policy import compile_policy
 from support import gpu_pod
 
 
@@ -57,7 +57,7 @@ def test_smallest_fitting_profile_at_exact_boundaries(model, need_mib, expected)
 
 
 def test_boundaries_cover_every_catalog_model():
-    from webhook.catalog import builtin_catalog
+    from webhook.core.catalog import builtin_catalog
 
     assert {m for m, _, _ in BOUNDARIES} == set(builtin_catalog().keys)
 

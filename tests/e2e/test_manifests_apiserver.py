@@ -23,7 +23,7 @@ import yaml
 
 pytest.importorskip("controlplane", reason="needs tests/e2e/controlplane.py (the e2e control plane)")
 
-from webhook.certs import TlsBundle, bundle_problem, service_dns_names, write_ca_and_serving_cert  # noqa: E402
+from webhook.certs.bundle import TlsBundle, bundle_problem, service_dns_names, write_ca_and_serving_cert  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "gpu-rightsizer-system"

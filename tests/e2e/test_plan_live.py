@@ -7,7 +7,7 @@ import json
 import yaml
 
 from controlplane import wait_for
-from webhook.cli import main
+from webhook.cli.main import main
 
 OPTED_IN = "plan-live"
 OTHER = "plan-live-off"

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 from support import validate_pod  # noqa: E402
 
-from webhook.logs import FLUSH_SECONDS  # noqa: E402
+from webhook.serving.logs import FLUSH_SECONDS  # noqa: E402
 
 ON = "rightsized"  # opted in
 OFF = "plain"  # not opted in

@@ -20,7 +20,7 @@ import yaml
 
 HERE = Path(__file__).parent
 FIXTURE = HERE.parent / "fixtures" / "admission-reviews" / "pod-create.json"
-MAX_BODY_BYTES = 3 * 1024 * 1024  # webhook.review.MAX_BODY_BYTES; checked by a test
+MAX_BODY_BYTES = 3 * 1024 * 1024  # webhook.admission.review.MAX_BODY_BYTES; checked by a test
 MIB = 1024 * 1024
 # No answer to a hostile request carries more than this beyond what the request had:
 # the API server caps warnings at 4 KiB; messages quote at most 64 characters of a value.

@@ -13,9 +13,7 @@ import time
 from pathlib import Path
 
 from live_server import LiveServer
-from webhook import gunicorn_conf
-
-
+from webhook.serving import gunicorn_conf
 def children_of(pid: int) -> set[int]:
     """Pids whose parent is ``pid`` (gunicorn's workers are the arbiter's children)."""
     found = set()

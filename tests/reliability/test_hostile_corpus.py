@@ -11,7 +11,7 @@ import time
 import pytest
 
 from hostile.corpus import MAX_BODY_BYTES, all_cases, captured_review, check_answer
-from webhook.review import MAX_BODY_BYTES as SERVER_LIMIT
+from webhook.admission.review import MAX_BODY_BYTES as SERVER_LIMIT
 
 CASES = all_cases()
 # Each answer must come quickly: the API server's default timeout is 10 s, and a slow

@@ -1,4 +1,4 @@
-"""Certificate and policy replaced on disk under load (webhook/reload.py polls them):
+"""Certificate and policy replaced on disk under load (webhook/serving/reload.py polls them):
 no request fails, new connections get the new certificate, answers follow the new
 policy, and an invalid policy leaves the last good one in force."""
 
@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from hostile.corpus import captured_review
 from loadgen import LoadGenerator
 from served import start_server
-from webhook.certs import make_serving_cert
+from webhook.certs.bundle import make_serving_cert
 
 ROOT = Path(__file__).resolve().parents[2]
 RELOAD_SECONDS = 0.5
@@ -98,7 +98,7 @@ def _pool_in_answer(server) -> str:
 
 def test_policy_replaced_under_load_fails_nothing_and_a_bad_one_is_ignored(tmp_path, capsys):
     policy = tmp_path / "policy.yaml"
-    shutil.copy(ROOT / "webhook" / "data" / "default-policy.yaml", policy)
+    shutil.copy(ROOT / "webhook" / "core" / "data" / "default-policy.yaml", policy)
     server = start_server(tmp_path, workers=2, policy=policy, reload_seconds=RELOAD_SECONDS)
     try:
         assert _pool_in_answer(server) == "h100-80"

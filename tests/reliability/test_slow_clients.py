@@ -1,6 +1,6 @@
 """Slow clients (one byte a second, in the TLS handshake, the headers or the body) must
 not starve the workers: gunicorn's gthread hands a connection to a thread once its
-first byte arrives, and that thread then blocks on it; webhook/worker.py shuts down any
+first byte arrives, and that thread then blocks on it; webhook/serving/worker.py shuts down any
 connection a thread has served for REQUEST_DEADLINE seconds, and 16 threads a worker
 keep many slow connections from holding them all (README, "Failure modes")."""
 
@@ -16,7 +16,7 @@ import pytest
 
 from hostile.corpus import captured_review
 from served import start_server
-from webhook.worker import REQUEST_DEADLINE
+from webhook.serving.worker import REQUEST_DEADLINE
 
 WORKERS = 2
 # What the API server waits for an answer by default (timeoutSeconds: 10).

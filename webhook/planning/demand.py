@@ -1,6 +1,6 @@
 """Demand: what GPU resources a set of workloads needs, sized by the webhook itself.
 
-Every pod goes through ``webhook.decision.decide`` (the same function the admission
+Every pod goes through ``webhook.core.decision.decide`` (the same function the admission
 webhook runs), so a pod is planned for exactly the slice the webhook would give it; a
 pod the webhook leaves alone, denies or keeps whole is reported with the webhook's own
 message. Nothing here estimates memory.
@@ -14,17 +14,21 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from webhook.decision import BadObject, decide, gpu_containers
+from webhook.core.errors import BadObject
+
+from webhook.core.decision import decide, gpu_containers
 from webhook.planning.geometry import WHOLE_GPU
-from webhook.policy import Policy, Pool
-from webhook.workloads import UnsupportedObject, pod_of
+from webhook.core.errors import RightsizerError
+from webhook.core.policy import Policy, Pool
+from webhook.core.errors import UnsupportedObject
+from webhook.core.workloads import pod_of
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # Kinds whose pods the planner counts, and how many run at once.
 REPLICATED = ("Deployment", "StatefulSet", "ReplicaSet", "ReplicationController")
 
 
-class DemandError(ValueError):
+class DemandError(RightsizerError, ValueError):
     """A manifest cannot be read at all (not: a pod the webhook would refuse)."""
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webhook.catalog import builtin_catalog
+from webhook.core.catalog import builtin_catalog
 from webhook.planning.demand import Demand, Unit
 from webhook.planning.geometry import WHOLE_GPU, Instance
 from webhook.planning.solver import LiveGpu, PlanError, PlannedGpu, PoolPlan, PoolProblem, solve_pool
-from webhook.policy import Policy
+from webhook.core.policy import Policy
 
 
 @dataclass

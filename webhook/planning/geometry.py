@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from webhook.catalog import GpuModel, MigProfile
+from webhook.core.catalog import GpuModel, MigProfile
 
 WHOLE_GPU = "whole-gpu"  # the demand key and layout of a GPU with MIG disabled
 

@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import re
 
-from webhook import annotations as ann
-from webhook.catalog import GpuModel, builtin_catalog
-from webhook.decision import BadObject, decide
+from webhook.core import annotations as ann
+from webhook.core.catalog import GpuModel, builtin_catalog
+from webhook.core.constants import (
+    COUNT_LABEL,
+    GPU_RESOURCE,
+    MIG_CONFIG_LABEL,
+    MIG_RESOURCE_PREFIX,
+    OPT_IN_LABEL,
+    PRODUCT_LABEL,
+)
+from webhook.core.errors import BadObject
+from webhook.core.decision import decide
 from webhook.planning.demand import Demand, Workload, pod_resources
 from webhook.planning.geometry import WHOLE_LAYOUT, Layout, realise
 from webhook.planning.migparted import PREFIX
 from webhook.planning.solver import LiveGpu
-from webhook.policy import Policy, Pool
+from webhook.core.policy import Policy, Pool
 
-OPT_IN_LABEL = "gpu-rightsizer.io/enabled"
-PRODUCT = "nvidia.com/gpu.product"
-COUNT = "nvidia.com/gpu.count"
-MIG_CONFIG = "nvidia.com/mig.config"
-MIG_STRATEGY = "nvidia.com/mig.strategy"
-MIG_RESOURCE = re.compile(r"^nvidia\.com/mig-(.+)$")
+MIG_RESOURCE = re.compile("^" + re.escape(MIG_RESOURCE_PREFIX) + "(.+)$")
 ACTIVE_PHASES = ("Pending", "Running", None)
 
 
@@ -104,12 +108,12 @@ def workload_of_pod(pod: dict, policy: Policy) -> Workload:
     )
     assigned = _assigned(pod, policy)
     if assigned is not None and assigned[0] is None:
-        held = ", ".join(f"nvidia.com/mig-{p}" for p in assigned[1])
+        held = ", ".join(f"{MIG_RESOURCE_PREFIX}{p}" for p in assigned[1])
         return Workload(**base, replicas=0, action="invalid", message=f"holds {held}, which no pool's GPU model has")
     if assigned is not None:
         pool, counts = assigned
         profile = (meta.get("annotations") or {}).get(ann.ASSIGNED_PROFILE) or ",".join(counts)
-        return Workload(**base, replicas=1, action="assigned", message=f"holds {', '.join(f'{n}x nvidia.com/mig-{p}' for p, n in counts.items())}",
+        return Workload(**base, replicas=1, action="assigned", message=f"holds {', '.join(f'{n}x {MIG_RESOURCE_PREFIX}{p}' for p, n in counts.items())}",
                         pool=pool.name, per_replica=tuple(sorted(counts.items())), assigned_profile=profile)
     try:
         decision = decide(pod, policy)
@@ -143,7 +147,7 @@ def node_pool(node: dict, policy: Policy) -> Pool | None:
     for pool in policy.pools:
         if pool.node_selector and all(labels.get(k) == v for k, v in pool.node_selector):
             return pool
-    model = product_model(labels.get(PRODUCT, ""))
+    model = product_model(labels.get(PRODUCT_LABEL, ""))
     return next((p for p in policy.pools if model is not None and p.model.key == model.key), None)
 
 
@@ -200,7 +204,7 @@ def _layout_of_entries(entries: list[dict], model: GpuModel) -> list[Layout] | L
 def _layout_from_allocatable(node: dict, model: GpuModel, count: int) -> list[Layout] | None:
     """Spread the node's advertised MIG devices evenly (mixed strategy), when they divide."""
     alloc = (node.get("status") or {}).get("allocatable") or {}
-    whole = int(alloc.get("nvidia.com/gpu", 0) or 0) if str(alloc.get("nvidia.com/gpu", 0)).isdigit() else 0
+    whole = int(alloc.get(GPU_RESOURCE, 0) or 0) if str(alloc.get(GPU_RESOURCE, 0)).isdigit() else 0
     mig = {m.group(1): int(v) for k, v in alloc.items() if (m := MIG_RESOURCE.match(k)) and str(v).isdigit() and int(v)}
     mig_gpus = count - whole
     if mig_gpus < 0 or (mig and mig_gpus == 0):
@@ -219,17 +223,17 @@ def gpus_of_node(node: dict, policy: Policy, known: dict | None = None) -> tuple
     name = node["metadata"]["name"]
     pool = node_pool(node, policy)
     if pool is None:
-        return None, [], f"node {name}: no pool matches (product {labels.get(PRODUCT)!r})"
-    count_text = labels.get(COUNT, "")
+        return None, [], f"node {name}: no pool matches (product {labels.get(PRODUCT_LABEL)!r})"
+    count_text = labels.get(COUNT_LABEL, "")
     if not count_text.isdigit():
         alloc = (node.get("status") or {}).get("allocatable") or {}
-        count_text = str(alloc.get("nvidia.com/gpu", ""))
+        count_text = str(alloc.get(GPU_RESOURCE, ""))
     if not count_text.isdigit() or int(count_text) == 0:
-        return pool, [], f"node {name}: no {COUNT} label and no nvidia.com/gpu allocatable; skipped"
+        return pool, [], f"node {name}: no {COUNT_LABEL} label and no {GPU_RESOURCE} allocatable; skipped"
     count = int(count_text)
-    label = labels.get(MIG_CONFIG)
+    label = labels.get(MIG_CONFIG_LABEL)
     current = layout_of_config_name(label, pool.model, known) if label else None
-    how = f"{MIG_CONFIG}={label}"
+    how = f"{MIG_CONFIG_LABEL}={label}"
     if isinstance(current, Layout):
         current = [current] * count
     if current is None or len(current) != count:
@@ -245,7 +249,7 @@ def supply_from_nodes(nodes: list[dict], policy: Policy, known: dict | None = No
     for node in nodes:
         labels = (node.get("metadata") or {}).get("labels") or {}
         alloc = (node.get("status") or {}).get("allocatable") or {}
-        if PRODUCT not in labels and not any(k == "nvidia.com/gpu" or MIG_RESOURCE.match(k) for k in alloc):
+        if PRODUCT_LABEL not in labels and not any(k == GPU_RESOURCE or MIG_RESOURCE.match(k) for k in alloc):
             continue
         pool, gpus, how = gpus_of_node(node, policy, known)
         if pool is not None and gpus:

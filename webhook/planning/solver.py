@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from webhook.planning.geometry import WHOLE_GPU, WHOLE_LAYOUT, Layout, configurations, memory_mib
-from webhook.policy import Pool
+from webhook.core.errors import RightsizerError
+from webhook.core.policy import Pool
 
 
-class PlanError(ValueError):
-    pass
+class PlanError(RightsizerError, ValueError):
+    """No plan satisfies the demand with the GPUs given."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,113 @@
+"""The built-in MIG catalog: GPU models and their MIG instance profiles.
+
+The figures live in one data file, ``webhook/core/data/mig_catalog.yaml``, each model with
+its source; this module only loads them into immutable objects and looks them up.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from typing import Mapping
+
+import yaml
+
+MIB_PER_GIB = 1024
+
+
+@dataclass(frozen=True)
+class MigProfile:
+    name: str  # e.g. "3g.40gb"; the resource is nvidia.com/mig-<name>
+    profile_id: int
+    memory_mib: int  # real usable memory (nvidia-smi mig -lgip), not the name's GB
+    compute_slices: int
+    max_instances: int
+    placement_starts: tuple[int, ...]  # nvidia-smi mig -lgipp start slices
+    placement_size: int  # memory slices one instance spans
+
+    @property
+    def memory_gib(self) -> float:
+        return self.memory_mib / MIB_PER_GIB
+
+    @property
+    def is_media_extension(self) -> bool:
+        # "+me" variants take the GPU's only media engines, so one fits per GPU; they are
+        # never picked by default because they would starve the plain profiles.
+        return "+" in self.name
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    key: str  # catalog key, e.g. "H100-80GB"
+    source: str
+    aliases: tuple[str, ...]  # GPU feature discovery nvidia.com/gpu.product values
+    compute_slices: int
+    memory_slices: int
+    profiles: tuple[MigProfile, ...]
+
+    def profile(self, name: str) -> MigProfile | None:
+        for profile in self.profiles:
+            if profile.name == name:
+                return profile
+        return None
+
+    @property
+    def default_profiles(self) -> tuple[MigProfile, ...]:
+        return tuple(p for p in self.profiles if not p.is_media_extension)
+
+    @property
+    def memory_mib(self) -> int:
+        return max(p.memory_mib for p in self.profiles)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    models: Mapping[str, GpuModel]
+    _aliases: Mapping[str, str]
+
+    def lookup(self, name: str) -> GpuModel | None:
+        """A model by catalog key or GPU feature discovery product name (case-insensitive)."""
+        key = self._aliases.get(name.lower())
+        return self.models[key] if key else None
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.models)
+
+
+def _profile_from_data(data: dict) -> MigProfile:
+    placements = data["placements"]
+    return MigProfile(
+        name=data["name"],
+        profile_id=int(data["id"]),
+        memory_mib=int(data["memoryMiB"]),
+        compute_slices=int(data["computeSlices"]),
+        max_instances=int(data["maxInstances"]),
+        placement_starts=tuple(int(s) for s in placements["starts"]),
+        placement_size=int(placements["size"]),
+    )
+
+
+def catalog_from_data(data: dict) -> Catalog:
+    models: dict[str, GpuModel] = {}
+    aliases: dict[str, str] = {}
+    for key, entry in data["models"].items():
+        model = GpuModel(
+            key=key,
+            source=" ".join(str(entry["source"]).split()),
+            aliases=tuple(entry.get("aliases", ())),
+            compute_slices=int(entry["computeSlices"]),
+            memory_slices=int(entry["memorySlices"]),
+            profiles=tuple(_profile_from_data(p) for p in entry["profiles"]),
+        )
+        models[key] = model
+        for name in (key, *model.aliases):
+            aliases[name.lower()] = key
+    return Catalog(models=models, _aliases=aliases)
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_catalog() -> Catalog:
+    text = resources.files("webhook.core").joinpath("data/mig_catalog.yaml").read_text()
+    return catalog_from_data(yaml.safe_load(text))

@@ -1,0 +1,306 @@
+"""The decision: what gpu-rightsizer does with one pod under one policy.
+
+``decide(pod, policy)`` is a pure function of the raw pod dict (as the API server sends
+it) and the compiled policy. The webhook, ``mutate``, ``plan`` and ``estimate`` all call
+it; nothing else sizes a pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from webhook.core import annotations as ann
+from webhook.core import inference
+from webhook.core.catalog import MigProfile
+from webhook.core.errors import BadObject
+from webhook.core.text import describe_value, quote_value
+from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
+from webhook.core.policy import Policy, Pool, WorkloadClass
+from webhook.core.quantity import parse_quantity
+from webhook.core.sizing import (
+    MemoryNeed,
+    choose_pool,
+    describe_excess,
+    describe_fit,
+    explicit_need,
+    format_gib,
+    largest_profile,
+    weights_need,
+)
+
+CONTAINER_FIELDS = ("initContainers", "containers")
+
+Action = Literal["ignore", "unchanged", "deny", "rewrite", "whole-gpu"]
+
+
+@dataclass(frozen=True)
+class ContainerRef:
+    field: str  # "containers" or "initContainers"
+    index: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    # One line for the warning, the decision annotation or the denial message.
+    message: str = ""
+    pool: Pool | None = None
+    profile: MigProfile | None = None
+    need: MemoryNeed | None = None
+    workload_class: WorkloadClass | None = None
+    containers: tuple[ContainerRef, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def all_warnings(self) -> tuple[str, ...]:
+        """What kubectl shows: the decision's own line first, then per-container notes."""
+        if self.action in ("ignore", "deny"):
+            return ()
+        return ((self.message,) if self.message else ()) + self.warnings
+
+    @property
+    def assigned_profile(self) -> str | None:
+        if self.action == "rewrite":
+            return self.profile.name
+        if self.action == "whole-gpu":
+            return "whole-gpu"
+        return None
+
+
+def _mapping(value: object, path: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadObject(path, f"must be an object, not {type(value).__name__}")
+    return value
+
+
+def pod_annotations(pod: dict) -> dict:
+    metadata = _mapping(pod.get("metadata"), "metadata")
+    annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
+    for key, value in annotations.items():
+        if not isinstance(value, str):
+            raise BadObject(f"metadata.annotations[{key[:64]!r}]", "values must be strings")
+    return annotations
+
+
+def gpu_count(container: dict, path: str) -> tuple[str, Decimal | None] | None:
+    """The container's nvidia.com/gpu (limits win over requests) as (text, number), or
+    None when it asks for none. The number is None when the quantity does not parse."""
+    resources = _mapping(container.get("resources"), f"{path}.resources")
+    # Both are checked before either is read: the mutation rewrites both, so a malformed
+    # `requests` beside a good `limits` is a malformed pod, not one to patch around.
+    parts = [_mapping(resources.get(part), f"{path}.resources.{part}") for part in ("limits", "requests")]
+    for amounts in parts:
+        if GPU_RESOURCE in amounts:
+            raw = amounts[GPU_RESOURCE]
+            text = None
+            if isinstance(raw, str):
+                text = raw
+            elif isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() <= 64:
+                text = str(raw)
+            if text is None or len(text) > 32:
+                return (describe_value(raw), None)
+            try:
+                number = parse_quantity(text)
+            except (ValueError, InvalidOperation, TypeError):
+                number = None
+            return (text, number if number is not None and number.is_finite() else None)
+    return None
+
+
+def gpu_containers(pod: dict) -> list[tuple[ContainerRef, str, Decimal | None]]:
+    spec = _mapping(pod.get("spec"), "spec")
+    found = []
+    for fld in CONTAINER_FIELDS:
+        containers = spec.get(fld)
+        if containers is None:
+            continue
+        if not isinstance(containers, list):
+            raise BadObject(f"spec.{fld}", "must be a list")
+        for i, container in enumerate(containers):
+            path = f"spec.{fld}[{i}]"
+            if not isinstance(container, dict):
+                raise BadObject(path, "must be an object")
+            count = gpu_count(container, path)
+            if count is not None:
+                name = container.get("name")
+                name = name if isinstance(name, str) else f"#{i}"
+                found.append((ContainerRef(fld, i, name), count[0], count[1]))
+    return found
+
+
+def _container_label(ref: ContainerRef) -> str:
+    kind = "init container" if ref.field == "initContainers" else "container"
+    return f"{kind} {quote_value(ref.name, 63)}"
+
+
+def _workload_class(annotations: dict, policy: Policy) -> WorkloadClass | None:
+    name = annotations.get(ann.WORKLOAD_CLASS, policy.default_workload_class)
+    if name is None:
+        return None
+    found = policy.workload_classes.get(name)
+    if found is None:
+        raise ann.InvalidAnnotation(
+            ann.WORKLOAD_CLASS, name, "one of " + (", ".join(policy.workload_classes) or "(none: the policy defines no workload classes)")
+        )
+    return found
+
+
+def estimate_need(annotations: dict, policy: Policy) -> MemoryNeed | None:
+    """The memory need the sizing annotations state, or None when only `profile` (or
+    nothing) sizes the pod. Every given annotation is validated, even one a stronger
+    annotation overrides, so that a typo is never silently ignored.
+
+    Strongest first: gpu-memory; the inference estimate (context-length, with model or
+    architecture; webhook/core/inference.py); model-size; model (its parameter count)."""
+    precision = policy.default_precision
+    if ann.PRECISION in annotations:
+        precision = ann.parse_precision(annotations[ann.PRECISION])
+    params = None
+    if ann.MODEL_SIZE in annotations:
+        params = ann.parse_model_size(annotations[ann.MODEL_SIZE])
+    explicit = None
+    if ann.GPU_MEMORY in annotations:
+        explicit = ann.parse_memory_bytes(annotations[ann.GPU_MEMORY])
+    utilization = None
+    if ann.GPU_MEMORY_UTILIZATION in annotations:
+        utilization = ann.parse_utilization(annotations[ann.GPU_MEMORY_UTILIZATION])
+    model = inference.parse_model(annotations[ann.MODEL]) if ann.MODEL in annotations else None
+    serving = inference.serving_settings(annotations, precision, params, model)
+
+    if explicit is not None:
+        need = explicit_need(explicit, annotations[ann.GPU_MEMORY].strip())
+    elif serving is not None:
+        return inference.inference_need(
+            serving,
+            utilization if utilization is not None else policy.gpu_memory_utilization,
+            policy.activation_mib,
+            policy.runtime_overhead_mib,
+        )
+    elif params is not None:
+        need = weights_need(params, precision, policy.overhead_factor)
+    elif model is not None:
+        need = weights_need(model.params, precision, policy.overhead_factor)
+    else:
+        return None
+    if explicit is None and any(a in annotations for a in (ann.MAX_CONCURRENCY, ann.KV_CACHE_DTYPE, ann.ARCHITECTURE)):
+        # Serving settings without a context length cannot size a KV cache: say so rather
+        # than let them look applied.
+        need = replace(need, explanation=f"{need.explanation} (weights only: no {ann.CONTEXT_LENGTH})")
+    # Outside the inference estimate the policy's default utilization does not apply (the
+    # core estimate stays as it was); an explicit annotation still says what the engine takes.
+    return replace(need, utilization=utilization) if utilization is not None else need
+
+
+def _explicit_profile(annotations: dict, policy: Policy) -> tuple[Pool, MigProfile] | None:
+    if ann.PROFILE not in annotations:
+        return None
+    name = annotations[ann.PROFILE].strip()
+    name = name.removeprefix(MIG_RESOURCE_PREFIX)
+    found = policy.pool_by_profile.get(name)
+    if found is None:
+        raise ann.InvalidAnnotation(
+            ann.PROFILE, annotations[ann.PROFILE], "a profile a pool offers: " + ", ".join(policy.pool_by_profile)
+        )
+    return found
+
+
+# The message goes into the decision annotation; naming every container of a pod with
+# 1,000 of them wrote a 70 KB annotation (and the API server caps all annotations of an
+# object at 256 KiB together).
+_MAX_NAMED_CONTAINERS = 5
+
+
+def _container_list(refs) -> str:
+    names = ", ".join(_container_label(r) for r in refs[:_MAX_NAMED_CONTAINERS])
+    if len(refs) > _MAX_NAMED_CONTAINERS:
+        names += f" and {len(refs) - _MAX_NAMED_CONTAINERS} more containers"
+    return names
+
+
+def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, refs) -> str:
+    names = _container_list(refs)
+    if need is None:
+        why = f"profile {profile.name} requested by annotation {ann.PROFILE}"
+    else:
+        why = describe_fit(need, profile)
+    if pool.strategy == "single":
+        target = f"{GPU_RESOURCE}: 1 on {PRODUCT_LABEL}={pool.mig_product(profile)}"
+    else:
+        target = f"{GPU_RESOURCE}: 1 -> {MIG_RESOURCE_PREFIX}{profile.name}"
+    return f"{target} on pool {pool.name} ({pool.model.key}) for {names}: {why}"
+
+
+def decide(pod: dict, policy: Policy) -> Decision:
+    """What to do with ``pod`` (a raw Pod dict) under ``policy``. Raises BadObject only
+    for a malformed pod; invalid annotations become a deny or warning per the policy."""
+    annotations = pod_annotations(pod)
+    if ann.parse_skip(annotations.get(ann.SKIP)):
+        return Decision("ignore")
+    containers = gpu_containers(pod)
+    if not containers:
+        return Decision("ignore")
+
+    single = tuple(ref for ref, _, number in containers if number == 1)
+    warnings = tuple(
+        f"{_container_label(ref)} requests {GPU_RESOURCE}: {quote_value(text, 32)}; only "
+        "exactly 1 is right-sized (a CUDA process sees one MIG device), so it keeps whole GPUs"
+        for ref, text, number in containers
+        if number != 1
+    )
+
+    try:
+        workload_class = _workload_class(annotations, policy)
+        need = estimate_need(annotations, policy)
+        explicit = _explicit_profile(annotations, policy)
+    except ann.InvalidAnnotation as err:
+        if policy.on_invalid_annotation == "deny":
+            return Decision("deny", message=str(err))
+        return Decision(
+            "unchanged", message=f"{err}; pod admitted unchanged (onInvalidAnnotation: ignore)", warnings=warnings
+        )
+
+    if not any(a in annotations for a in ann.SIZING_ANNOTATIONS):
+        hint = (
+            f"no sizing annotation, so the {GPU_RESOURCE} request stays; add {ann.MODEL_SIZE} "
+            f"(\"7b\"), {ann.MODEL} (\"llama-3.1-8b\"), {ann.GPU_MEMORY} (\"18Gi\") or {ann.PROFILE}"
+        )
+        return Decision("unchanged", message=hint, warnings=warnings)
+    if not single:
+        return Decision("unchanged", message="", warnings=warnings)
+
+    if explicit is not None:
+        pool, profile = explicit
+        sized_by = None  # the profile annotation decides; the message says so
+    else:
+        choice = choose_pool(need, policy.pools)
+        if choice is None:
+            pool, biggest = largest_profile(policy.pools)
+            reason = (
+                f"{describe_excess(need, biggest)} exceeds the largest MIG profile of every pool "
+                f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * 1024 * 1024)})"
+            )
+            if policy.on_oversize == "deny":
+                return Decision("deny", message=f"{reason}; refused (onOversize: deny)", need=need)
+            return Decision(
+                "whole-gpu",
+                message=f"{reason}; keeping the whole-GPU request (onOversize: whole-gpu)",
+                need=need,
+                containers=single,
+                warnings=warnings,
+            )
+        pool, profile, sized_by = choice.pool, choice.profile, need
+    return Decision(
+        "rewrite",
+        message=_rewrite_message(pool, profile, sized_by, single),
+        pool=pool,
+        profile=profile,
+        need=need,
+        workload_class=workload_class,
+        containers=single,
+        warnings=warnings,
+    )

@@ -1,0 +1,351 @@
+"""The policy: which pools exist, how to estimate, what to add to a rewritten pod.
+
+Read from YAML, validated by a pydantic schema (unknown fields are errors, so a typo
+cannot silently disable a setting), then compiled into an immutable :class:`Policy`
+whose lookups (catalog models, profile -> pool) are resolved once at load, not per pod.
+An invalid policy raises :class:`PolicyError` naming the path of the bad field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from importlib import resources
+from typing import Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from webhook.core.annotations import BYTES_PER_PARAM
+from webhook.core.constants import PRODUCT_LABEL
+from webhook.core.errors import PolicyError
+from webhook.core.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
+
+POLICY_ENV = "GPU_RIGHTSIZER_POLICY"
+
+
+# --- the file's schema -------------------------------------------------------------
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True, strict=True
+    )
+
+
+class NodeSelectorRequirementSpec(_Spec):
+    key: str = Field(min_length=1, max_length=316)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: list[str] = []
+
+
+class TolerationSpec(_Spec):
+    key: str = ""
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str = ""
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    toleration_seconds: int | None = None
+
+
+class PoolSpec(_Spec):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    gpu_model: str
+    profiles: list[str] | None = None
+    node_selector: dict[str, str] = {}
+    # The NVIDIA device plugin's MIG strategy on the pool's nodes: `mixed` exposes
+    # nvidia.com/mig-<profile> resources; `single` exposes MIG devices as nvidia.com/gpu and
+    # GPU feature discovery labels the node nvidia.com/gpu.product=<product>-MIG-<profile>.
+    strategy: Literal["mixed", "single"] = "mixed"
+
+
+class EstimateSpec(_Spec):
+    default_precision: str = "fp16"
+    overhead_factor: float = Field(default=1.2, ge=1.0, le=10.0)
+    # Inference estimate (webhook/core/inference.py); defaults derived in README.md, "Sizing inference servers".
+    # Peak activations of the engine's profiling forward pass: measured 0.18-1.38 GiB at
+    # 2048-token steps on an H100 (../shared/measurements/h100-llm-memory.json); vLLM logs
+    # 1.26 GiB for Llama-3-8B (vllm-project/vllm#10511). 1.5 GiB covers every figure seen.
+    activation_mib: int = Field(default=1536, ge=0, le=1024 * 1024, alias="activationMiB")
+    # CUDA context + cuBLAS workspace: measured 621 MiB, 717 MiB once cuBLAS ran (same file).
+    runtime_overhead_mib: int = Field(default=768, ge=0, le=1024 * 1024, alias="runtimeOverheadMiB")
+    # vLLM's --gpu-memory-utilization default.
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+
+    @field_validator("default_precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        if value not in BYTES_PER_PARAM:
+            raise ValueError(f"{value!r} is not a precision; accepted: {', '.join(BYTES_PER_PARAM)}")
+        return value
+
+
+class WorkloadClassSpec(_Spec):
+    priority_class_name: str | None = Field(default=None, min_length=1, max_length=253)
+    # The PriorityClass's own value and preemptionPolicy. Writing them beside the name
+    # spares a second webhook call: the Priority admission plugin then finds nothing to
+    # change, so reinvocation does not fire (see README, "Priority"). They must match the
+    # PriorityClass in the cluster, or the Priority plugin refuses the pod.
+    priority: int | None = Field(default=None, ge=-2147483648, le=1000000000)
+    preemption_policy: Literal["PreemptLowerPriority", "Never"] | None = None
+    tolerations: list[TolerationSpec] = []
+
+
+class PolicySpec(_Spec):
+    pools: list[PoolSpec] = Field(min_length=1)
+    estimate: EstimateSpec = EstimateSpec()
+    on_oversize: Literal["whole-gpu", "deny"] = "whole-gpu"
+    on_invalid_annotation: Literal["deny", "ignore"] = "deny"
+    node_affinity: list[NodeSelectorRequirementSpec] = []
+    tolerations: list[TolerationSpec] = []
+    workload_classes: dict[str, WorkloadClassSpec] = {}
+    default_workload_class: str | None = None
+    override_priority_class: bool = False
+
+
+# --- the compiled policy -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    model: GpuModel
+    profiles: tuple[MigProfile, ...]  # the profiles the webhook may pick, in catalog order
+    node_selector: tuple[tuple[str, str], ...]
+    strategy: str = "mixed"  # the device plugin's MIG strategy: "mixed" or "single"
+    # For `single`: the GPU feature discovery product name the `-MIG-<profile>` label
+    # extends (the pool's nvidia.com/gpu.product selector, else the model's first alias).
+    product: str = ""
+
+    def mig_product(self, profile: MigProfile) -> str:
+        """GFD's nvidia.com/gpu.product on a single-strategy node of ``profile``:
+        "<product>-MIG-<profile>" (NVIDIA/gpu-feature-discovery: mig-strategy.go,
+        migStrategySingle.GenerateLabels, fmt.Sprintf("%s-MIG-%s", product, name); later
+        internal/lm/resource.go getProductName joins (product, "MIG", profile) with "-")."""
+        return f"{self.product}-MIG-{profile.name}"
+
+
+@dataclass(frozen=True)
+class WorkloadClass:
+    name: str
+    priority_class_name: str | None
+    priority: int | None
+    preemption_policy: str | None
+    tolerations: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    pools: tuple[Pool, ...]
+    default_precision: str
+    overhead_factor: float
+    on_oversize: str
+    on_invalid_annotation: str
+    node_affinity: tuple[dict, ...]  # NodeSelectorRequirements, as the Pod API spells them
+    tolerations: tuple[dict, ...]
+    workload_classes: Mapping[str, WorkloadClass]
+    default_workload_class: str | None
+    override_priority_class: bool
+    # profile name -> the first pool that offers it (the `profile` annotation's rule)
+    pool_by_profile: Mapping[str, tuple[Pool, MigProfile]] = field(repr=False)
+    source: str = "built-in"
+    # Inference estimate constants (EstimateSpec documents where they come from).
+    activation_mib: int = 1536
+    runtime_overhead_mib: int = 768
+    gpu_memory_utilization: Fraction = Fraction(9, 10)
+
+
+def _requirement_dict(spec: NodeSelectorRequirementSpec) -> dict:
+    out: dict = {"key": spec.key, "operator": spec.operator}
+    if spec.values:
+        out["values"] = list(spec.values)
+    return out
+
+
+def _toleration_dict(spec: TolerationSpec) -> dict:
+    out: dict = {}
+    if spec.key:
+        out["key"] = spec.key
+    out["operator"] = spec.operator
+    if spec.value:
+        out["value"] = spec.value
+    if spec.effect:
+        out["effect"] = spec.effect
+    if spec.toleration_seconds is not None:
+        out["tolerationSeconds"] = spec.toleration_seconds
+    return out
+
+
+def _check_requirement(path: str, req: NodeSelectorRequirementSpec) -> None:
+    if req.operator in ("In", "NotIn") and not req.values:
+        raise PolicyError(f"{path}.values: operator {req.operator} needs at least one value")
+    if req.operator in ("Exists", "DoesNotExist") and req.values:
+        raise PolicyError(f"{path}.values: operator {req.operator} takes no values")
+    if req.operator in ("Gt", "Lt") and (len(req.values) != 1 or not req.values[0].lstrip("-").isdigit()):
+        raise PolicyError(f"{path}.values: operator {req.operator} needs exactly one integer value")
+
+
+def _check_toleration(path: str, tol: TolerationSpec) -> None:
+    if tol.operator == "Exists" and tol.value:
+        raise PolicyError(f"{path}.value: operator Exists takes no value")
+    if not tol.key and tol.operator != "Exists":
+        raise PolicyError(f"{path}.operator: a toleration without a key must use operator Exists")
+    if tol.toleration_seconds is not None and tol.effect != "NoExecute":
+        raise PolicyError(f"{path}.tolerationSeconds: only valid with effect NoExecute")
+
+
+def _compile_pool(index: int, spec: PoolSpec, catalog: Catalog) -> Pool:
+    path = f"pools[{index}]"
+    model = catalog.lookup(spec.gpu_model)
+    if model is None:
+        raise PolicyError(
+            f"{path}.gpuModel: {spec.gpu_model!r} is not in the built-in catalog; "
+            f"accepted: {', '.join(catalog.keys)} or their GPU feature discovery product names"
+        )
+    if spec.profiles is None:
+        profiles = model.default_profiles
+    else:
+        if not spec.profiles:
+            raise PolicyError(f"{path}.profiles: must list at least one profile (omit it for all)")
+        chosen = []
+        for i, name in enumerate(spec.profiles):
+            profile = model.profile(name)
+            if profile is None:
+                raise PolicyError(
+                    f"{path}.profiles[{i}]: {name!r} is not a MIG profile of {model.key}; "
+                    f"accepted: {', '.join(p.name for p in model.profiles)}"
+                )
+            if profile in chosen:
+                raise PolicyError(f"{path}.profiles[{i}]: {name!r} is listed twice")
+            chosen.append(profile)
+        # Catalog order, so selection never depends on how the file lists them.
+        profiles = tuple(p for p in model.profiles if p in chosen)
+    for key, value in spec.node_selector.items():
+        if not key:
+            raise PolicyError(f"{path}.nodeSelector: keys must not be empty")
+    product = spec.node_selector.get(PRODUCT_LABEL) or (model.aliases[0] if model.aliases else model.key)
+    return Pool(
+        name=spec.name,
+        model=model,
+        profiles=profiles,
+        node_selector=tuple(spec.node_selector.items()),
+        strategy=spec.strategy,
+        product=product,
+    )
+
+
+def _loc_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def compile_policy(data: object, source: str = "inline", catalog: Catalog | None = None) -> Policy:
+    """Validate a parsed YAML document and compile it; raises PolicyError."""
+    catalog = catalog or builtin_catalog()
+    if not isinstance(data, dict):
+        raise PolicyError(f"(top level): the policy must be a mapping, not {type(data).__name__}")
+    try:
+        spec = PolicySpec.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and "[" in p and "]" in p))
+        raise PolicyError(f"{_loc_path(loc)}: {first['msg']}") from None
+
+    pools = tuple(_compile_pool(i, p, catalog) for i, p in enumerate(spec.pools))
+    names = [p.name for p in pools]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise PolicyError(f"pools[{i}].name: {name!r} is used by an earlier pool")
+    for i, req in enumerate(spec.node_affinity):
+        _check_requirement(f"nodeAffinity[{i}]", req)
+    for i, tol in enumerate(spec.tolerations):
+        _check_toleration(f"tolerations[{i}]", tol)
+
+    classes = {}
+    for name, wc in spec.workload_classes.items():
+        for i, tol in enumerate(wc.tolerations):
+            _check_toleration(f"workloadClasses.{name}.tolerations[{i}]", tol)
+        if (wc.priority is not None or wc.preemption_policy) and not wc.priority_class_name:
+            raise PolicyError(
+                f"workloadClasses.{name}.priority: priority and preemptionPolicy describe "
+                "a priorityClassName, which is missing"
+            )
+        classes[name] = WorkloadClass(
+            name=name,
+            priority_class_name=wc.priority_class_name,
+            priority=wc.priority,
+            preemption_policy=wc.preemption_policy,
+            tolerations=tuple(_toleration_dict(t) for t in wc.tolerations),
+        )
+    default_class = spec.default_workload_class
+    if default_class is not None and default_class not in classes:
+        raise PolicyError(
+            f"defaultWorkloadClass: {default_class!r} is not a key of workloadClasses; "
+            f"accepted: {', '.join(classes) or '(none defined)'}"
+        )
+
+    pool_by_profile: dict[str, tuple[Pool, MigProfile]] = {}
+    for pool in pools:
+        for profile in pool.profiles:
+            pool_by_profile.setdefault(profile.name, (pool, profile))
+
+    return Policy(
+        pools=pools,
+        default_precision=spec.estimate.default_precision,
+        overhead_factor=spec.estimate.overhead_factor,
+        on_oversize=spec.on_oversize,
+        on_invalid_annotation=spec.on_invalid_annotation,
+        node_affinity=tuple(_requirement_dict(r) for r in spec.node_affinity),
+        tolerations=tuple(_toleration_dict(t) for t in spec.tolerations),
+        workload_classes=classes,
+        default_workload_class=default_class,
+        override_priority_class=spec.override_priority_class,
+        pool_by_profile=pool_by_profile,
+        source=source,
+        activation_mib=spec.estimate.activation_mib,
+        runtime_overhead_mib=spec.estimate.runtime_overhead_mib,
+        # Exact decimal, so "need <= 0.9 x memory" compares without float rounding.
+        gpu_memory_utilization=Fraction(str(spec.estimate.gpu_memory_utilization)),
+    )
+
+
+def parse_policy_yaml(text: str, source: str = "inline") -> Policy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise PolicyError(f"(top level): {source} is not valid YAML: {err}") from None
+    return compile_policy(data, source=source)
+
+
+def read_policy_file(path: str) -> tuple[str, Policy]:
+    """The file's text and the policy it compiles to (the text is what was validated)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as err:
+        raise PolicyError(f"(file): cannot read policy {path}: {err.strerror}") from None
+    return text, parse_policy_yaml(text, source=path)
+
+
+def load_policy(path: str) -> Policy:
+    return read_policy_file(path)[1]
+
+
+def default_policy_text() -> str:
+    return resources.files("webhook.core").joinpath("data/default-policy.yaml").read_text()
+
+
+def default_policy() -> Policy:
+    return parse_policy_yaml(default_policy_text(), source="built-in")
+
+
+def resolve_policy(path: str | None) -> Policy:
+    """--policy PATH, else $GPU_RIGHTSIZER_POLICY, else the built-in default."""
+    path = path or os.environ.get(POLICY_ENV)
+    return load_policy(path) if path else default_policy()
