@@ -31,7 +31,9 @@ import orjson
 from bench.corpus import body_of, corpus
 from bench.stats import machine, md_table, summary, write_result
 from webhook.admission import review as rv
-from webhook.admission.admit import admit, pod_patch
+from webhook.admission.admit import admit
+from webhook.admission.answer import pod_patch
+from webhook.admission.answer import PlainAnswers
 from webhook.core.mutation import mutate_pod
 from webhook.core.decision import decide
 from webhook.admission.memo import MAX_ENTRIES, DecisionMemo, pod_key
@@ -62,12 +64,12 @@ def time_calls(fn, seconds: float, min_calls: int = 200) -> list[float]:
 
 def admit_body(body: bytes, policy) -> bytes:
     review = rv.decode_review(body)
-    return orjson.dumps(rv.review_of(admit(review, policy).response))
+    return orjson.dumps(rv.review_of(admit(review, PlainAnswers(policy)).response))
 
 
 def admit_body_stdlib_json(body: bytes, policy) -> bytes:
     review = json.loads(body)
-    return json.dumps(rv.review_of(admit(review, policy).response)).encode()
+    return json.dumps(rv.review_of(admit(review, PlainAnswers(policy)).response)).encode()
 
 
 def make_patch_full_diff(pod: dict, policy) -> list:
@@ -77,7 +79,7 @@ def make_patch_full_diff(pod: dict, policy) -> list:
 
 def admit_body_memo(body: bytes, policy, memo: DecisionMemo) -> bytes:
     review = rv.decode_review(body)
-    return orjson.dumps(rv.review_of(admit(review, policy, memo, len(body)).response))
+    return orjson.dumps(rv.review_of(admit(review, memo, len(body)).response))
 
 
 def full_memo_memory(pod: dict, policy) -> dict:
@@ -87,7 +89,7 @@ def full_memo_memory(pod: dict, policy) -> dict:
         variant = copy.deepcopy(pod)
         variant.setdefault("metadata", {}).setdefault("labels", {})["bench/variant"] = str(i)
         variants.append(variant)
-    memo = DecisionMemo(policy)
+    memo = DecisionMemo(PlainAnswers(policy))
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -108,10 +110,10 @@ def run(seconds: float = 1.0) -> dict:
     for kind, review in kinds.items():
         pod = review["request"]["object"]
         body = body_of(review)
-        outcome = admit(review, policy)
-        warm = DecisionMemo(policy)
+        outcome = admit(review, PlainAnswers(policy))
+        warm = DecisionMemo(PlainAnswers(policy))
         for _ in range(2):
-            admit(review, policy, warm, len(body))
+            admit(review, warm, len(body))
         entry = {
             "pod_bytes": len(orjson.dumps(pod)),
             "result": outcome.result,
@@ -121,7 +123,7 @@ def run(seconds: float = 1.0) -> dict:
             "pod_key_us": summary(time_calls(lambda: pod_key(pod), seconds / 3)),
             "admit_memo_hit_us": summary(time_calls(lambda: admit_body_memo(body, policy, warm), seconds / 3)),
             "admit_memo_unseen_us": summary(time_calls(
-                lambda: admit_body_memo(body, policy, DecisionMemo(policy)), seconds / 3)),
+                lambda: admit_body_memo(body, policy, DecisionMemo(PlainAnswers(policy))), seconds / 3)),
             "admit_stdlib_json_us": summary(time_calls(lambda: admit_body_stdlib_json(body, policy), seconds / 3)),
             "jsonpatch_make_patch_us": summary(time_calls(lambda: make_patch_full_diff(pod, policy), seconds / 3)),
         }

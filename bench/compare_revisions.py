@@ -24,7 +24,7 @@ TIMER = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1]); sys.path.insert(1, sys.argv[2])
 from bench.corpus import corpus
-from webhook.admission.admit import pod_patch
+from webhook.admission.answer import pod_patch
 from webhook.core.policy import default_policy
 policy = default_policy()
 out = {}

@@ -57,6 +57,7 @@ def create_admit_only_app() -> Flask:
     project app's metrics and log line; separates the decision's cost from the rest."""
     from webhook.admission import review as rv
     from webhook.admission.admit import admit
+    from webhook.admission.answer import PlainAnswers
     from webhook.core.policy import default_policy
 
     app = create_floor_app()
@@ -65,7 +66,7 @@ def create_admit_only_app() -> Flask:
     @app.post("/admit")
     def admit_only() -> Response:
         review = rv.decode_review(request.environ["wsgi.input"].read())
-        return Response(orjson.dumps(rv.review_of(admit(review, policy).response)), mimetype="application/json")
+        return Response(orjson.dumps(rv.review_of(admit(review, PlainAnswers(policy)).response)), mimetype="application/json")
 
     app.view_functions["mutate"] = admit_only
     return app

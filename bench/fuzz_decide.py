@@ -26,6 +26,7 @@ with atheris.instrument_imports():
     import jsonpatch
 
     from webhook.admission.admit import admit
+    from webhook.admission.answer import PlainAnswers
     from webhook.core.policy import default_policy
     from webhook.core.errors import RequestError
     from webhook.admission.review import decode_review
@@ -39,7 +40,7 @@ def check(data: bytes) -> None:
         review = decode_review(data)
     except RequestError:
         return
-    outcome = admit(review, POLICY)
+    outcome = admit(review, PlainAnswers(POLICY))
     response = outcome.response
     if response.get("uid") != review["request"]["uid"] or not isinstance(response.get("allowed"), bool):
         raise AssertionError(f"malformed response {response!r}")

@@ -147,9 +147,10 @@ def our_response_file(review: dict, workdir: Path) -> Path:
     `serve` answers without --policy), as the JSON object a replaying server sends with
     every answer (floor_app --response, goallow -response)."""
     from webhook.admission.admit import admit
+    from webhook.admission.answer import PlainAnswers
     from webhook.core.policy import default_policy
 
-    answer = admit(review, default_policy()).response
+    answer = admit(review, PlainAnswers(default_policy())).response
     path = workdir / "our-response-fields.json"
     path.write_text(json.dumps({k: answer[k] for k in ("patchType", "patch", "warnings") if k in answer}))
     return path

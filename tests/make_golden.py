@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from webhook.admission.admit import admit  # noqa: E402
+from webhook.admission.answer import PlainAnswers
 from webhook.core.policy import default_policy  # noqa: E402
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
@@ -31,7 +32,7 @@ def main() -> None:
     policy = default_policy()
     for request_file in sorted(GOLDEN.glob("*.request.json")):
         review = json.loads(request_file.read_text())
-        response = readable(admit(review, policy).response)
+        response = readable(admit(review, PlainAnswers(policy)).response)
         out = request_file.with_name(request_file.name.replace(".request.", ".response."))
         out.write_text(json.dumps(response, indent=1, sort_keys=True) + "\n")
         print(out.name)

@@ -14,6 +14,7 @@ import pytest
 from support import FIXTURES, captured_review, review_for, validate_pod
 from make_golden import readable
 from webhook.admission.admit import admit
+from webhook.admission.answer import PlainAnswers
 
 GOLDEN = FIXTURES / "golden"
 REQUESTS = sorted(GOLDEN.glob("*.request.json"))
@@ -30,13 +31,13 @@ def patch_of(response: dict) -> list:
 @pytest.mark.parametrize("request_file", REQUESTS, ids=lambda p: p.name.split(".")[0])
 def test_golden_response(policy, request_file):
     expected = load(request_file.with_name(request_file.name.replace(".request.", ".response.")))
-    assert readable(admit(load(request_file), policy).response) == expected
+    assert readable(admit(load(request_file), PlainAnswers(policy)).response) == expected
 
 
 @pytest.mark.parametrize("request_file", REQUESTS, ids=lambda p: p.name.split(".")[0])
 def test_every_answer_applies_validates_and_is_idempotent(policy, request_file):
     review = load(request_file)
-    response = admit(review, policy).response
+    response = admit(review, PlainAnswers(policy)).response
     assert response["uid"] == review["request"]["uid"]
     if not response["allowed"]:
         assert response["status"]["code"] == 400 and response["status"]["message"]
@@ -47,28 +48,28 @@ def test_every_answer_applies_validates_and_is_idempotent(policy, request_file):
         return
     mutated = jsonpatch.apply_patch(pod, patch_of(response))
     validate_pod(mutated)
-    again = admit(review_for(mutated, uid="again"), policy).response
+    again = admit(review_for(mutated, uid="again"), PlainAnswers(policy)).response
     assert "patch" not in again, "a second pass over the mutated pod must change nothing"
 
 
 def test_dry_run_gets_the_same_answer(policy):
     review = captured_review("pod-create-dry-run")
     assert review["request"]["dryRun"] is True
-    dry = admit(review, policy).response
+    dry = admit(review, PlainAnswers(policy)).response
     review["request"]["dryRun"] = False
-    normal = admit(review, policy).response
+    normal = admit(review, PlainAnswers(policy)).response
     assert patch_of(dry) == patch_of(normal)
     assert dry["warnings"] == normal["warnings"]
 
 
 def test_the_patch_escapes_slashes_per_rfc6901(policy):
-    paths = [op["path"] for op in patch_of(admit(captured_review("pod-create"), policy).response)]
+    paths = [op["path"] for op in patch_of(admit(captured_review("pod-create"), PlainAnswers(policy)).response)]
     assert "/spec/containers/0/resources/limits/nvidia.com~1gpu" in paths
     assert "/spec/containers/0/resources/limits/nvidia.com~1mig-1g.20gb" in paths
 
 
 def test_a_mutated_pod_gets_the_priority_of_its_class_so_one_call_is_enough(policy):
-    response = admit(captured_review("pod-create"), policy).response
+    response = admit(captured_review("pod-create"), PlainAnswers(policy)).response
     mutated = jsonpatch.apply_patch(captured_review("pod-create")["request"]["object"], patch_of(response))
     assert mutated["spec"]["priorityClassName"] == "gpu-rightsizer-inference"
     assert mutated["spec"]["priority"] == 100000
@@ -78,19 +79,19 @@ def test_a_mutated_pod_gets_the_priority_of_its_class_so_one_call_is_enough(poli
 @pytest.mark.parametrize("operation", ["UPDATE", "DELETE", "CONNECT"])
 def test_other_operations_are_admitted_silently(policy, operation):
     review = review_for(captured_review("pod-create")["request"]["object"], operation=operation)
-    assert admit(review, policy).response == {"uid": "uid-1", "allowed": True}
+    assert admit(review, PlainAnswers(policy)).response == {"uid": "uid-1", "allowed": True}
 
 
 def test_a_subresource_is_not_a_pod_create(policy):
     review = copy.deepcopy(captured_review("pod-create"))
     review["request"]["subResource"] = "binding"
-    assert admit(review, policy).response == {"uid": review["request"]["uid"], "allowed": True}
+    assert admit(review, PlainAnswers(policy)).response == {"uid": review["request"]["uid"], "allowed": True}
 
 
 def test_a_malformed_pod_is_refused_naming_the_field(policy):
     pod = captured_review("pod-create")["request"]["object"]
     pod["spec"]["containers"] = "oops"
-    response = admit(review_for(pod), policy).response
+    response = admit(review_for(pod), PlainAnswers(policy)).response
     assert response["allowed"] is False
     assert response["status"]["message"] == "gpu-rightsizer: the pod is malformed: spec.containers: must be a list"
 
@@ -98,7 +99,7 @@ def test_a_malformed_pod_is_refused_naming_the_field(policy):
 def test_input_review_is_not_modified(policy):
     review = captured_review("pod-create")
     before = copy.deepcopy(review)
-    admit(review, policy)
+    admit(review, PlainAnswers(policy))
     assert review == before
 
 
@@ -108,5 +109,5 @@ def test_warnings_are_single_lines_the_api_server_keeps_whole(policy):
     pod["spec"]["initContainers"] = [
         {"name": f"init-{i}", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}} for i in range(20)
     ]
-    response = admit(review_for(pod), policy).response
+    response = admit(review_for(pod), PlainAnswers(policy)).response
     assert all(len(w) <= 250 and "\n" not in w for w in response["warnings"])

@@ -19,6 +19,7 @@ from support import review_for, validate_pod  # noqa: E402
 
 from webhook.admission import review as rv  # noqa: E402
 from webhook.admission.admit import admit  # noqa: E402
+from webhook.admission.answer import PlainAnswers
 from webhook.core.policy import default_policy  # noqa: E402
 
 KINDS = corpus()
@@ -28,7 +29,7 @@ KINDS = corpus()
 def test_corpus_pod_is_rightsized_by_a_valid_idempotent_patch(kind):
     policy = default_policy()
     review = rv.decode_review(body_of(KINDS[kind]))
-    response = admit(review, policy).response
+    response = admit(review, PlainAnswers(policy)).response
     assert response["allowed"] is True
     if kind == "no-gpu":
         assert "patch" not in response
@@ -39,7 +40,7 @@ def test_corpus_pod_is_rightsized_by_a_valid_idempotent_patch(kind):
     limits = [c["resources"].get("limits", {}) for c in mutated["spec"]["containers"]]
     assert any(k.startswith("nvidia.com/mig-") for lim in limits for k in lim)
     assert not any("nvidia.com/gpu" in lim for lim in limits)
-    assert "patch" not in admit(review_for(mutated, uid="again"), policy).response
+    assert "patch" not in admit(review_for(mutated, uid="again"), PlainAnswers(policy)).response
 
 
 def test_corpus_sizes_are_as_named():

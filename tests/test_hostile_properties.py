@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from support import captured_review, validate_pod
 from webhook.admission.admit import admit
+from webhook.admission.answer import PlainAnswers
 from webhook.core.errors import RequestError
 from webhook.admission.review import decode_review
 
@@ -129,7 +130,7 @@ def mangled_reviews(draw):
 
 def _check_answer(review: dict) -> None:
     """The invariants of one decoded review."""
-    outcome = admit(review, POLICY)  # must not raise
+    outcome = admit(review, PlainAnswers(POLICY))  # must not raise
     response = outcome.response
     assert response["uid"] == review["request"]["uid"]
     assert isinstance(response["allowed"], bool)
@@ -149,7 +150,7 @@ def _check_answer(review: dict) -> None:
     patched = jsonpatch.apply_patch(pod, patch)
     again = copy.deepcopy(review)
     again["request"]["object"] = patched
-    assert admit(again, POLICY).patch == (), "a second pass must change nothing"
+    assert admit(again, PlainAnswers(POLICY)).patch == (), "a second pass must change nothing"
     if _valid_pod(pod):
         validate_pod(patched)
 
@@ -235,12 +236,12 @@ def _containers_review(count: int, gpus: str) -> dict:
 
 
 def test_a_thousand_containers_do_not_inflate_the_decision_annotation():
-    outcome = admit(_containers_review(1000, "1"), POLICY)
+    outcome = admit(_containers_review(1000, "1"), PlainAnswers(POLICY))
     decision = next(op["value"] for op in outcome.patch if op["path"].endswith("gpu-rightsizer.io~1decision"))
     assert len(decision) < 600 and "and 995 more containers" in decision, decision
 
 
 def test_a_thousand_warnings_fit_the_api_servers_4_kib():
-    warnings = admit(_containers_review(1000, "2"), POLICY).response["warnings"]
+    warnings = admit(_containers_review(1000, "2"), PlainAnswers(POLICY)).response["warnings"]
     assert sum(map(len, warnings)) <= 4096 and all(len(w) <= 256 for w in warnings)
     assert warnings[-1].endswith("more warnings not shown") and warnings[-1].split()[1].isdigit()

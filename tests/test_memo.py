@@ -18,8 +18,10 @@ from hypothesis import strategies as st
 from support import captured_review, gpu_pod
 from test_hostile_properties import json_values, mangled_reviews
 from test_properties import POLICIES, pods
-from webhook.admission.admit import admit, answer_pod
-from webhook.serving.app import PolicyHolder
+from webhook.admission.admit import admit
+from webhook.admission.answer import answer_pod
+from webhook.admission.answer import PlainAnswers
+from webhook.serving.holder import PolicyHolder
 from webhook.admission.memo import DecisionMemo, pod_key
 from webhook.core.policy import compile_policy, default_policy
 
@@ -61,7 +63,7 @@ def test_per_pod_fields_change_neither_the_answer_nor_the_key(pod, which, values
 @given(pod=pods(), which=st.sampled_from(range(len(POLICIES))), values=st.lists(replica_values, min_size=3, max_size=3))
 def test_the_memo_answers_what_deciding_answers(pod, which, values):
     policy = POLICIES[which]
-    memo = DecisionMemo(policy)
+    memo = DecisionMemo(PlainAnswers(policy))
     seen = []
     for replica_values_ in values:
         sibling = _as_another_replica(pod, replica_values_)
@@ -101,7 +103,7 @@ def near_pods(draw):
 @given(variants=near_pods(), which=st.sampled_from(range(len(POLICIES))), order=st.randoms(use_true_random=False))
 def test_one_memo_tells_near_pods_apart(variants, which, order):
     policy = POLICIES[which]
-    memo = DecisionMemo(policy)
+    memo = DecisionMemo(PlainAnswers(policy))
     calls = variants * 3
     order.shuffle(calls)
     for pod in calls:
@@ -115,7 +117,7 @@ def test_the_memo_answers_mangled_pods_as_deciding_does(review):
     if not isinstance(review, dict) or not isinstance(review.get("request"), dict):
         return
     pod = review["request"].get("object")
-    memo = DecisionMemo(default_policy())
+    memo = DecisionMemo(PlainAnswers(default_policy()))
     for _ in range(3):
         answer, _how = memo.answer(pod, 4096)
         assert _answer_tuple(answer) == _answer_tuple(answer_pod(pod, default_policy()))
@@ -155,29 +157,29 @@ def test_replicas_of_a_captured_deployment_pod_share_an_answer():
         for mount in c.get("volumeMounts", []):
             mount["name"] = mount["name"][:-5] + "zzzzz"
     assert sibling != pod
-    memo = DecisionMemo(default_policy())
+    memo = DecisionMemo(PlainAnswers(default_policy()))
     body = len(orjson.dumps(review))
     hows = [memo.answer(p, body)[1] for p in (pod, sibling, pod, sibling)]
     assert hows == ["miss", "miss", "hit", "hit"]
-    outcome = admit(review, default_policy(), memo, body)
+    outcome = admit(review, memo, body)
     assert outcome.memo == "hit"
-    assert outcome.response == admit(review, default_policy()).response
+    assert outcome.response == admit(review, PlainAnswers(default_policy())).response
     assert outcome.result == "mutated"
 
 
 def test_the_uid_is_the_requests_own_on_a_hit():
     review = captured_review("pod-create")
-    memo = DecisionMemo(default_policy())
+    memo = DecisionMemo(PlainAnswers(default_policy()))
     for i in range(3):
         review["request"]["uid"] = f"uid-{i}"
-        outcome = admit(review, default_policy(), memo, 4096)
+        outcome = admit(review, memo, 4096)
         assert outcome.response["uid"] == f"uid-{i}"
         assert list(outcome.response)[0] == "uid"
     assert outcome.memo == "hit"
 
 
 def test_large_pods_and_non_objects_are_decided_without_the_memo():
-    memo = DecisionMemo(default_policy(), max_pod_bytes=1000)
+    memo = DecisionMemo(PlainAnswers(default_policy()), max_pod_bytes=1000)
     pod = gpu_pod({"gpu-rightsizer.io/model-size": "7b"})
     for _ in range(3):
         answer, how = memo.answer(pod, 1001)
@@ -196,7 +198,7 @@ def test_a_pod_too_deep_to_key_is_still_answered():
     pod["metadata"]["labels"] = {"deep": "x"}
     pod["spec"]["containers"][0]["env"] = [{"name": "E", "value": "v", "deep": deep}]
     assert pod_key(pod) is None
-    answer, how = DecisionMemo(default_policy()).answer(pod, 100)
+    answer, how = DecisionMemo(PlainAnswers(default_policy())).answer(pod, 100)
     assert how == "skipped"
     assert _answer_tuple(answer) == _answer_tuple(answer_pod(pod, default_policy()))
 
@@ -204,7 +206,7 @@ def test_a_pod_too_deep_to_key_is_still_answered():
 def test_malformed_pods_are_remembered_as_their_denial():
     pod = gpu_pod({"gpu-rightsizer.io/model-size": "7b"})
     pod["spec"]["containers"] = "not a list"
-    memo = DecisionMemo(default_policy())
+    memo = DecisionMemo(PlainAnswers(default_policy()))
     hows = [memo.answer(pod, 100) for _ in range(3)]
     assert [h for _, h in hows] == ["miss", "miss", "hit"]
     assert all(a.result == "denied" for a, _ in hows)
@@ -212,7 +214,7 @@ def test_malformed_pods_are_remembered_as_their_denial():
 
 
 def test_the_memo_is_bounded_and_drops_the_oldest_first():
-    memo = DecisionMemo(default_policy(), max_entries=4)
+    memo = DecisionMemo(PlainAnswers(default_policy()), max_entries=4)
     pods_ = [gpu_pod({"gpu-rightsizer.io/model-size": f"{i + 1}b"}) for i in range(6)]
     for pod in pods_:
         memo.answer(pod, 100)
@@ -225,7 +227,7 @@ def test_the_memo_is_bounded_and_drops_the_oldest_first():
 def test_the_kept_keys_are_bounded_in_bytes_too():
     pods_ = [gpu_pod({"gpu-rightsizer.io/model-size": f"{i + 1}b"}) for i in range(6)]
     key_size = max(len(pod_key(pod)) for pod in pods_)
-    memo = DecisionMemo(default_policy(), max_entries=100, max_key_bytes=3 * key_size)
+    memo = DecisionMemo(PlainAnswers(default_policy()), max_entries=100, max_key_bytes=3 * key_size)
     for pod in pods_:
         memo.answer(pod, 100)
         memo.answer(pod, 100)
@@ -238,7 +240,7 @@ def test_a_pod_key_larger_than_the_bytes_bound_is_not_kept_nor_evicts_the_others
     small = [gpu_pod({"gpu-rightsizer.io/model-size": f"{i + 1}b"}) for i in range(3)]
     big = gpu_pod({"gpu-rightsizer.io/model-size": "7b"})
     big["metadata"]["labels"] = {"padding": "x" * 2000}
-    memo = DecisionMemo(default_policy(), max_key_bytes=3 * max(len(pod_key(pod)) for pod in small))
+    memo = DecisionMemo(PlainAnswers(default_policy()), max_key_bytes=3 * max(len(pod_key(pod)) for pod in small))
     assert len(pod_key(big)) > memo.max_key_bytes
     for pod in small:
         memo.answer(pod, 100)
@@ -249,7 +251,7 @@ def test_a_pod_key_larger_than_the_bytes_bound_is_not_kept_nor_evicts_the_others
 
 
 def test_a_stream_of_distinct_pods_keeps_no_answers():
-    memo = DecisionMemo(default_policy(), max_entries=8)
+    memo = DecisionMemo(PlainAnswers(default_policy()), max_entries=8)
     for i in range(100):
         pod = gpu_pod({"gpu-rightsizer.io/model-size": "7b"})
         pod["metadata"]["labels"] = {"i": str(i)}
@@ -259,7 +261,7 @@ def test_a_stream_of_distinct_pods_keeps_no_answers():
 
 def test_threads_sharing_a_memo_get_each_pods_own_answer():
     policy = default_policy()
-    memo = DecisionMemo(policy, max_entries=5)
+    memo = DecisionMemo(PlainAnswers(policy), max_entries=5)
     sizes = ["1b", "7b", "13b", "34b", "70b", "180b", "bad"]
     expected = {s: _answer_tuple(answer_pod(gpu_pod({"gpu-rightsizer.io/model-size": s}), policy)) for s in sizes}
     failures = []
@@ -284,21 +286,21 @@ def test_a_policy_reload_starts_an_empty_memo():
     holder = PolicyHolder(None, default_policy())
     review = captured_review("pod-create")
     for _ in range(3):
-        policy, memo = holder.current
-        outcome = admit(review, policy, memo, 4096)
+        policy, memo = holder.policy, holder.answers
+        outcome = admit(review, memo, 4096)
     assert outcome.memo == "hit"
     deny_all = compile_policy({"pools": [{"name": "small", "gpuModel": "A30-24GB"}], "onOversize": "deny"})
     holder.replace(deny_all)
-    policy, memo = holder.current
+    policy, memo = holder.policy, holder.answers
     assert policy is deny_all and len(memo) == 0
-    outcome = admit(review, policy, memo, 4096)
+    outcome = admit(review, memo, 4096)
     assert outcome.memo == "miss"
-    assert outcome.response == admit(review, deny_all).response
+    assert outcome.response == admit(review, PlainAnswers(deny_all)).response
 
 
 @pytest.mark.parametrize("name", ["pod-create", "deployment-pod-create", "pod-create-reinvoked"])
 def test_captured_reviews_get_the_same_response_with_and_without_the_memo(name):
     review = captured_review(name)
-    memo = DecisionMemo(default_policy())
+    memo = DecisionMemo(PlainAnswers(default_policy()))
     for _ in range(3):
-        assert admit(review, default_policy(), memo, 4096).response == admit(review, default_policy()).response
+        assert admit(review, memo, 4096).response == admit(review, PlainAnswers(default_policy())).response

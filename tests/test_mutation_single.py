@@ -13,6 +13,7 @@ from support import captured_review
 
 from webhook.core import annotations as ann
 from webhook.admission.admit import admit
+from webhook.admission.answer import PlainAnswers
 from webhook.core.errors import PolicyError
 from webhook.core.policy import parse_policy_yaml
 
@@ -43,7 +44,7 @@ def review_with(annotations: dict) -> dict:
 
 
 def apply(review: dict, policy) -> tuple[dict, object]:
-    outcome = admit(review, policy)
+    outcome = admit(review, PlainAnswers(policy))
     pod = review["request"]["object"]
     patch = [dict(op) for op in outcome.patch]
     return jsonpatch.apply_patch(pod, patch), outcome
@@ -84,7 +85,7 @@ def test_second_pass_over_the_mutated_pod_is_a_no_op():
     again = copy.deepcopy(review)
     again["request"]["object"] = mutated
     again["request"]["uid"] = "second-call"
-    outcome = admit(again, policy)
+    outcome = admit(again, PlainAnswers(policy))
     assert outcome.patch == ()
     assert outcome.decision.action == "rewrite"  # it still asks for nvidia.com/gpu: 1
     assert outcome.result == "unchanged"
@@ -103,7 +104,7 @@ def test_user_affinity_terms_each_get_the_pin_and_keep_their_own_choices():
     kubernetes_validate.validate(mutated, K8S_VERSION, strict=True)
     again = copy.deepcopy(review)
     again["request"]["object"] = mutated
-    assert admit(again, policy).patch == ()
+    assert admit(again, PlainAnswers(policy)).patch == ()
 
 
 def test_product_defaults_to_the_models_first_alias_without_a_selector():

@@ -4,7 +4,7 @@ from pathlib import Path
 import jsonpatch
 import pytest
 
-from webhook.admission.admit import pod_patch
+from webhook.admission.answer import pod_patch
 from webhook.planning.demand import DemandError, demand_from_manifests, load_documents
 from webhook.planning.geometry import WHOLE_GPU
 from webhook.core.policy import default_policy

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from support import review_for, validate_pod
 from webhook.admission.admit import admit
+from webhook.admission.answer import PlainAnswers
 from webhook.core.mutation import mutate_pod
 from webhook.core.decision import decide
 from webhook.core.patch import diff
@@ -160,7 +161,7 @@ def patch_of(response: dict) -> list:
 def test_patch_applies_gives_a_valid_pod_and_a_second_pass_is_a_no_op(pod, which):
     policy = POLICIES[which]
     original = copy.deepcopy(pod)
-    response = admit(review_for(pod), policy).response
+    response = admit(review_for(pod), PlainAnswers(policy)).response
     assert pod == original, "admit must not modify its input"
     if not response["allowed"]:
         assert response["status"]["code"] == 400
@@ -169,7 +170,7 @@ def test_patch_applies_gives_a_valid_pod_and_a_second_pass_is_a_no_op(pod, which
     mutated = jsonpatch.apply_patch(pod, patch)
     validate_pod(mutated)
     assert without_owned_fields(mutated) == without_owned_fields(pod)
-    assert "patch" not in admit(review_for(mutated), policy).response
+    assert "patch" not in admit(review_for(mutated), PlainAnswers(policy)).response
     # Our identity-skipping diff says the same as a full structural diff.
     assert mutated == mutate_pod(pod, decide(pod, policy), policy)
     assert jsonpatch.apply_patch(pod, jsonpatch.make_patch(pod, mutated).patch) == mutated

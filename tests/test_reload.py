@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from live_server import MUTATED, LiveServer, mounted_volume, review, total
 
-from webhook.serving.app import PolicyHolder
+from webhook.serving.holder import PolicyHolder
 from webhook.certs.bundle import _pem_key, make_ca, make_serving_cert
 from webhook.core.policy import default_policy_text
 from webhook.serving.reload import PolicyReloader, TlsContexts

@@ -1,10 +1,10 @@
-"""Decide a controller's pods once: ``answer_pod`` memoised per policy.
+"""Decide a controller's pods once: an answer source, memoised.
 
 A Deployment, Job or StatefulSet creates its pods from one template, so the API server
 sends us the same pod again and again, differing only in fields the decision never reads:
 the name, uid and managedFields (timestamps), and the service-account token volume the
 ServiceAccount admission plugin names at random per pod (`kube-api-access-xxxxx`, in
-spec.volumes and every container's volumeMounts). ``answer_pod`` is a pure function of
+spec.volumes and every container's volumeMounts). An answer is a pure function of
 (pod, policy), so a pod equal to an earlier one outside those fields gets the earlier
 answer (tests/test_memo.py holds the cached and computed answers equal, and changes
 every dropped field to show the decision does not read it).
@@ -15,7 +15,10 @@ dict's own hash of the bytes is the only hashing done (a BLAKE2b-128 digest of a
 pod's 2.7 KB cost 3 µs of the key's 4 µs; the dict lookup with the bytes costs 0.7 µs).
 The price is memory, bounded by ``MAX_KEY_BYTES``. Building the key grows with the pod
 where the decision does not, so pods over ``MAX_POD_BYTES`` are decided without it. One
-memo belongs to one Policy: a reload brings a new, empty one.
+memo wraps one source, under one Policy: a reload brings a new, empty one.
+
+The memo knows answers only through :class:`~webhook.admission.answer.AnswerSource`
+(usually a ``PlainAnswers``), and is one itself: ``admit`` takes either.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from collections import OrderedDict
 
 import orjson
 
-from webhook.admission.admit import Answer, answer_pod
+from webhook.admission.answer import Answer, AnswerSource
+from webhook.core.outcomes import MemoResult
 from webhook.core.policy import Policy
 
 # Per-pod fields the decision and the mutation never read (see the module docstring).
@@ -74,8 +78,8 @@ def pod_key(pod: dict) -> bytes | None:
 
 
 class DecisionMemo:
-    """``answer_pod(pod)`` for one policy, from memory for a pod seen before. The Answer
-    returned is shared between callers: not to be changed.
+    """An :class:`AnswerSource`: ``source``'s answer, from memory for a pod seen before.
+    The Answer returned is shared between callers: not to be changed.
 
     An answer is kept from a pod's second sighting on: a stream of pods that never repeat
     (each made by hand) then costs one int per pod (the key's hash: two keys sharing one
@@ -86,9 +90,9 @@ class DecisionMemo:
     Reads take no lock (a dict lookup is atomic under the GIL); inserts and evictions
     (oldest first) hold one. A malformed pod's denial is remembered like any answer."""
 
-    def __init__(self, policy: Policy, max_entries: int = MAX_ENTRIES, max_pod_bytes: int = MAX_POD_BYTES,
+    def __init__(self, source: AnswerSource, max_entries: int = MAX_ENTRIES, max_pod_bytes: int = MAX_POD_BYTES,
                  max_key_bytes: int = MAX_KEY_BYTES):
-        self.policy = policy
+        self.source = source
         self.max_entries = max_entries
         self.max_pod_bytes = max_pod_bytes
         self.max_key_bytes = max_key_bytes
@@ -96,6 +100,10 @@ class DecisionMemo:
         self._key_bytes = 0
         self._seen: set[int] = set()
         self._lock = threading.Lock()
+
+    @property
+    def policy(self) -> Policy:
+        return self.source.policy
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -105,16 +113,16 @@ class DecisionMemo:
         """The kept keys' bytes, all together (at most ``max_key_bytes``)."""
         return self._key_bytes
 
-    def answer(self, pod: object, pod_bytes: int) -> tuple[Answer, str]:
-        """(answer_pod(pod, policy), "hit" | "miss" | "skipped"). ``pod_bytes``: the
-        request body's size, a cheap bound on what keying the pod would cost."""
+    def answer(self, pod: object, pod_bytes: int) -> tuple[Answer, MemoResult]:
+        """(the source's answer for ``pod``, "hit" | "miss" | "skipped"). ``pod_bytes``:
+        the request body's size, a cheap bound on what keying the pod would cost."""
         key = pod_key(pod) if pod_bytes <= self.max_pod_bytes and isinstance(pod, dict) else None
         if key is None:
-            return answer_pod(pod, self.policy), "skipped"
+            return self.source.answer(pod, pod_bytes)[0], "skipped"
         answer = self._entries.get(key)
         if answer is not None:
             return answer, "hit"
-        answer = answer_pod(pod, self.policy)
+        answer = self.source.answer(pod, pod_bytes)[0]
         with self._lock:
             if hash(key) not in self._seen:
                 if len(self._seen) >= 4 * self.max_entries:

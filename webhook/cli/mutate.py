@@ -13,7 +13,7 @@ import sys
 
 import yaml
 
-from webhook.admission.admit import pod_patch
+from webhook.admission.answer import pod_patch
 from webhook.cli.common import add_policy_argument, policy_or_exit
 from webhook.core.errors import BadObject
 from webhook.core.mutation import mutate_pod

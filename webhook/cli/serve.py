@@ -49,7 +49,8 @@ class WebhookServer(BaseApplication):
     def load(self):
         # Runs in each worker after the fork: its own policy holder and reload thread.
         # The TLS context was built by the master and is inherited (webhook/serving/reload.py).
-        from webhook.serving.app import PolicyHolder, create_app
+        from webhook.serving.app import create_app
+        from webhook.serving.holder import PolicyHolder
         from webhook.serving.reload import TLS, PolicyReloader, Watcher
 
         checks = [TLS.check]

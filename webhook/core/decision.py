@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
-from typing import Literal
 
 from webhook.core import annotations as ann
 from webhook.core import inference
@@ -17,6 +16,7 @@ from webhook.core.catalog import MigProfile
 from webhook.core.errors import BadObject
 from webhook.core.text import describe_value, quote_value
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
+from webhook.core.outcomes import Action
 from webhook.core.policy import Policy, Pool, WorkloadClass
 from webhook.core.quantity import parse_quantity
 from webhook.core.sizing import (
@@ -31,8 +31,6 @@ from webhook.core.sizing import (
 )
 
 CONTAINER_FIELDS = ("initContainers", "containers")
-
-Action = Literal["ignore", "unchanged", "deny", "rewrite", "whole-gpu"]
 
 
 @dataclass(frozen=True)

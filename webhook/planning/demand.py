@@ -19,6 +19,7 @@ from webhook.core.errors import BadObject
 from webhook.core.decision import decide, gpu_containers
 from webhook.planning.geometry import WHOLE_GPU
 from webhook.core.errors import RightsizerError
+from webhook.core.outcomes import PlanAction
 from webhook.core.policy import Policy, Pool
 from webhook.core.errors import UnsupportedObject
 from webhook.core.workloads import pod_of
@@ -41,7 +42,7 @@ class Workload:
     namespace: str
     name: str
     replicas: int
-    action: str  # rewrite | whole-gpu | unchanged | ignore | deny | invalid | assigned
+    action: PlanAction
     message: str
     pool: str | None = None
     # per replica: resource key (a MIG profile name or WHOLE_GPU) -> how many

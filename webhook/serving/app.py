@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from typing import Callable
 
@@ -21,34 +20,10 @@ from webhook.serving import metrics
 from webhook.admission import review as rv
 from webhook.admission.admit import admit
 from webhook.core.text import quote_value
-from webhook.admission.memo import DecisionMemo
 from webhook.serving.observe import record_admission
-from webhook.core.policy import Policy, resolve_policy
+from webhook.serving.holder import PolicyHolder
 
 log = logging.getLogger("gpu_rightsizer")
-
-
-class PolicyHolder:
-    """The policy in force and its DecisionMemo; swapped whole (one reference assignment)
-    on reload, so a request always sees one complete policy and only its answers."""
-
-    def __init__(self, path: str | None, policy: Policy | None = None):
-        self.path = path
-        policy = policy or resolve_policy(path)
-        self._current = (policy, DecisionMemo(policy))
-        self._lock = threading.Lock()
-
-    @property
-    def policy(self) -> Policy:
-        return self._current[0]
-
-    @property
-    def current(self) -> tuple[Policy, DecisionMemo]:
-        return self._current
-
-    def replace(self, policy: Policy) -> None:
-        with self._lock:
-            self._current = (policy, DecisionMemo(policy))
 
 
 def _json(body: object, status: int = 200) -> Response:
@@ -102,9 +77,8 @@ def create_app(
             log.exception("internal error decoding a request; answered 400")
             return _bad_request(400, "the body could not be decoded as an AdmissionReview")
         uid = review["request"]["uid"]
-        policy, memo = holder.current
         try:
-            outcome = admit(review, policy, memo, len(body))
+            outcome = admit(review, holder.answers, len(body))
         except Exception:  # noqa: BLE001 - a bug must not block pod creation
             # Fail open: the pod is admitted as it came (it is still a valid pod, just not
             # right-sized); the traceback goes to the log and the error to the metrics.

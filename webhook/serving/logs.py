@@ -19,6 +19,7 @@ import time
 
 import orjson
 
+from webhook.core.outcomes import MemoResult, RecordedAction, RecordedResult
 from webhook.core.text import describe_value
 
 LOGGER = "gpu_rightsizer"
@@ -252,8 +253,8 @@ def _text(value: object) -> str | None:
     return text if len(text) <= MAX_FIELD else text[:MAX_FIELD] + "…"
 
 
-def admission_fields(review: dict, outcome: str, action: str, message: str, duration_s: float,
-                     pool: str | None = None, profile: str | None = None, memo: str = "") -> dict:
+def admission_fields(review: dict, outcome: RecordedResult, action: RecordedAction, message: str, duration_s: float,
+                     pool: str | None = None, profile: str | None = None, memo: MemoResult = "") -> dict:
     """The fields of one admission's log line, from the decoded AdmissionReview."""
     request = review.get("request") or {}
     obj = request.get("object")

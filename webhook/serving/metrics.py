@@ -25,9 +25,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from webhook.core.outcomes import RECORDED_RESULTS, MemoResult, RecordedAction, RecordedResult
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-OUTCOMES = ("mutated", "unchanged", "denied", "error")
+OUTCOMES = RECORDED_RESULTS
 
 ADMISSIONS = Counter(
     "gpu_rightsizer_admissions_total",
@@ -102,8 +104,8 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def observe_admission(outcome: str, action: str, seconds: float, pool: str | None = None,
-                      profile: str | None = None, memo: str = "") -> None:
+def observe_admission(outcome: RecordedResult, action: RecordedAction, seconds: float, pool: str | None = None,
+                      profile: str | None = None, memo: MemoResult = "") -> None:
     if not _flusher_started:
         _start_flusher()
     _pending.append((outcome, action, seconds, pool, profile, memo))

@@ -27,6 +27,7 @@ from cryptography import x509
 from webhook.serving import metrics
 from webhook.serving.logs import LOGGER
 from webhook.core.errors import PolicyError
+from webhook.serving.holder import PolicyHolder
 from webhook.core.policy import Policy, parse_policy_yaml, read_policy_file
 
 log = logging.getLogger(LOGGER)
@@ -91,8 +92,6 @@ class PolicyReloader:
         """A holder with the policy file as it is now, or else the last policy known good:
         the one a worker of this server last loaded, or ``fallback`` (validated by the
         master at start). The failure is counted and logged like a failed reload."""
-        from webhook.serving.app import PolicyHolder
-
         sig = file_signature(path)
         try:
             text, policy = read_policy_file(path)
