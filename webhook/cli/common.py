@@ -6,14 +6,15 @@ import sys
 
 from webhook.core.errors import PolicyError
 
-from webhook.core.policy import POLICY_ENV, Policy, resolve_policy
+from webhook import settings
+from webhook.core.policy import Policy, resolve_policy
 
 
 def add_policy_argument(parser) -> None:
     parser.add_argument(
         "--policy",
         metavar="PATH",
-        help=f"policy YAML (default: ${POLICY_ENV}, else the built-in default policy)",
+        help=f"policy YAML (default: ${settings.POLICY}, else the built-in default policy)",
     )
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
+from webhook import settings
 from webhook.serving import gunicorn_conf
 from webhook.certs.bundle import ensure_cert_dir
 from webhook.cli.common import add_policy_argument, policy_or_exit
 from webhook.serving.logs import LOGGER
-from webhook.core.policy import POLICY_ENV, Policy
+from webhook.core.policy import Policy
 
 
 def add_arguments(parser) -> None:
@@ -24,8 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cert-file", help="serving certificate (PEM); without it a self-signed one is made")
     parser.add_argument("--key-file", help="private key of --cert-file (PEM)")
     parser.add_argument("--cert-dir", default="certs", help="where a generated certificate goes (default: certs/)")
-    parser.add_argument("--host", default=os.environ.get("GPU_RIGHTSIZER_HOST", "0.0.0.0"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GPU_RIGHTSIZER_PORT", 8443)))
+    parser.add_argument("--host", default=settings.host(), help=f"address to listen on (default: ${settings.HOST}, else 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=settings.port(), help=f"TLS port (default: ${settings.PORT}, else 8443)")
     parser.add_argument("--workers", type=int, default=gunicorn_conf.workers)
     parser.add_argument("--threads", type=int, default=gunicorn_conf.threads, help="threads per worker")
 
@@ -88,12 +89,10 @@ def _self_signed(cert_dir: str, host: str) -> tuple[str, str, str, str | None]:
 def run(args) -> int:
     # Fail before forking when the policy is invalid: the error names the bad field.
     startup_policy = policy_or_exit(args.policy)
-    policy_path = args.policy or os.environ.get(POLICY_ENV)
+    policy_path = args.policy or settings.policy_path()
     # Before anything imports prometheus_client: it picks multiprocess mode at import.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _private_dir()
-    from webhook.serving.reload import STATE_DIR_ENV
-
-    os.environ[STATE_DIR_ENV] = _private_dir("gpu-rightsizer-state-")
+    os.environ[settings.METRICS_DIR] = _private_dir()
+    os.environ[settings.STATE_DIR] = _private_dir("gpu-rightsizer-state-")
     from webhook.serving.logs import configure
     from webhook.serving.reload import TLS, server_context
 

@@ -8,7 +8,6 @@ An invalid policy raises :class:`PolicyError` naming the path of the bad field.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
@@ -19,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from webhook.core.annotations import BYTES_PER_PARAM
+from webhook import settings
 from webhook.core.constants import PRODUCT_LABEL
 from webhook.core.errors import PolicyError
 from webhook.core.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
 
-POLICY_ENV = "GPU_RIGHTSIZER_POLICY"
 
 
 # --- the file's schema -------------------------------------------------------------
@@ -347,5 +346,5 @@ def default_policy() -> Policy:
 
 def resolve_policy(path: str | None) -> Policy:
     """--policy PATH, else $GPU_RIGHTSIZER_POLICY, else the built-in default."""
-    path = path or os.environ.get(POLICY_ENV)
+    path = path or settings.policy_path()
     return load_policy(path) if path else default_policy()

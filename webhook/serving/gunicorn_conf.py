@@ -17,18 +17,18 @@ Why these values (see README, "Performance" and "Failure modes"):
 """
 
 import gc
-import multiprocessing
-import os
 
-bind = os.environ.get("GPU_RIGHTSIZER_BIND", "0.0.0.0:8443")
-workers = int(os.environ.get("GPU_RIGHTSIZER_WORKERS", min(2, multiprocessing.cpu_count())))
+from webhook import settings
+
+# No `bind` here: `serve` always binds --host:--port (webhook/settings.py).
+workers = settings.workers()
 # gthread plus a per-request deadline against slow clients (webhook/serving/worker.py).
 worker_class = "webhook.serving.worker.DeadlineThreadWorker"
 # Threads wait on sockets, not on the CPU (a decision takes well under a millisecond), so
 # many are cheap; each slow client holds one for up to REQUEST_DEADLINE (webhook/serving/worker.py).
 # With 4, 20 connections sending a byte a second delayed a real request by 13 s; with 16
 # (32 per 2 workers) they did not delay it at all (tests/reliability/test_slow_clients.py).
-threads = int(os.environ.get("GPU_RIGHTSIZER_THREADS", 16))
+threads = settings.threads()
 worker_connections = 1000
 keepalive = 120
 timeout = 30
@@ -44,7 +44,7 @@ limit_request_field_size = 8190
 control_socket_disable = True
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("GPU_RIGHTSIZER_LOG_LEVEL", "info")
+loglevel = settings.log_level()
 # TLS 1.2 is the floor (see ssl_context below); the API server speaks 1.2 and 1.3.
 do_handshake_on_connect = False
 
@@ -76,7 +76,7 @@ def post_worker_init(worker):
 
 def child_exit(server, worker):
     # A dead worker's live-gauge files are dropped; its counters stay summed in.
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.metrics_dir():
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

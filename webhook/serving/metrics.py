@@ -25,9 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from webhook import settings
 from webhook.core.outcomes import RECORDED_RESULTS, MemoResult, RecordedAction, RecordedResult
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 OUTCOMES = RECORDED_RESULTS
 
@@ -186,7 +186,7 @@ class _CertificateExpiry:
 def render(cert_not_after: Callable[[], dt.datetime | None] = lambda: None) -> tuple[bytes, str]:
     """The /metrics body and content type."""
     flush()
-    if os.environ.get(MULTIPROC_ENV):
+    if settings.metrics_dir():
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         registry.register(_CertificateExpiry(cert_not_after))

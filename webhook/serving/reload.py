@@ -24,6 +24,7 @@ from typing import Callable
 
 from cryptography import x509
 
+from webhook import settings
 from webhook.serving import metrics
 from webhook.serving.logs import LOGGER
 from webhook.core.errors import PolicyError
@@ -31,14 +32,11 @@ from webhook.serving.holder import PolicyHolder
 from webhook.core.policy import Policy, parse_policy_yaml, read_policy_file
 
 log = logging.getLogger(LOGGER)
-INTERVAL_ENV = "GPU_RIGHTSIZER_RELOAD_SECONDS"
 # A directory private to one `serve` (set by it before forking) where workers keep the
 # text of the last policy that validated. A worker (re)started while the file on disk is
 # invalid (a SIGHUP, a worker replaced after a crash) starts from that, not from the
 # older policy the master validated at start.
-STATE_DIR_ENV = "GPU_RIGHTSIZER_STATE_DIR"
 LAST_GOOD_POLICY = "last-good-policy.yaml"
-DEFAULT_INTERVAL = 2.0
 
 Signature = tuple
 
@@ -56,7 +54,7 @@ def file_signature(*paths: str) -> Signature:
 
 
 def remember_good_policy(text: str) -> None:
-    state = os.environ.get(STATE_DIR_ENV)
+    state = settings.state_dir()
     if not state:
         return
     target = os.path.join(state, LAST_GOOD_POLICY)
@@ -70,7 +68,7 @@ def remember_good_policy(text: str) -> None:
 
 
 def last_good_policy(path: str) -> Policy | None:
-    state = os.environ.get(STATE_DIR_ENV)
+    state = settings.state_dir()
     if not state:
         return None
     try:
@@ -201,7 +199,7 @@ class Watcher(threading.Thread):
     def __init__(self, checks: list[Callable[[], None]], interval: float | None = None):
         super().__init__(name="gpu-rightsizer-reload", daemon=True)
         self.checks = checks
-        self.interval = interval if interval is not None else float(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL))
+        self.interval = interval if interval is not None else settings.reload_seconds()
         self._stop_event = threading.Event()
 
     def run(self) -> None:

@@ -20,18 +20,19 @@ default, at most 30 s), so a request that takes longer is already lost.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
 from gunicorn.workers.gthread import _DEFER, ThreadWorker
+
+from webhook import settings
 
 # Seconds a thread may spend on one request, from its first byte to the last byte of
 # the answer (TLS handshake included). Below the webhook configuration's timeoutSeconds
 # (5 s in manifests/): a real request queued behind slow connections waits at most about
 # this long (plus the main loop's 1 s tick) for a thread, and still gets its answer in
 # time. See the module docstring and README "Failure modes".
-REQUEST_DEADLINE = float(os.environ.get("GPU_RIGHTSIZER_REQUEST_DEADLINE", "3"))
+REQUEST_DEADLINE = settings.request_deadline()
 # How long a thread waits for a new connection's first byte before handing the connection
 # to the poller (gunicorn's own wait is 5 s: a client that connects and sends nothing
 # held a thread that long). The API server sends its ClientHello at once; a later first
