@@ -10,17 +10,29 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,plan]'
+	$(PY) -m pip install -q -e '.[test,plan,docs]'
 	touch $@
 
-.PHONY: install serve test bench bench-quick
+.PHONY: install serve test lint docs bench bench-quick
 install: $(VENV)/.installed
 
 serve: $(VENV)/.installed
 	$(VENV)/bin/gpu-rightsizer serve $(ARGS)
 
-test: $(VENV)/.installed
+test: lint docs
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Static checks (part of `make test`): lint, format, types (strict on core and
+# admission), the layer contract of pyproject.toml.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# The documentation site (docs/, mkdocs.yml) into .site/; any warning fails it.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 # Benchmarks (bench/): print figures and write bench/results/; never part of `make test`.
 # Needs Go for the Go floor and (through build-control-plane.sh) the control plane.

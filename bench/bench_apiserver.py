@@ -151,8 +151,7 @@ def go_calls(port: int, ca: str) -> int:
 
 
 def run(creates: int = 1000, warmup: int = 20) -> dict:
-    sys.path.insert(0, str(E2E))
-    from controlplane import ControlPlane  # noqa: E402 - tests/e2e is not a package
+    from tests.e2e.controlplane import ControlPlane
 
     bins = control_plane_bins()
     body = json.dumps(gpu_pod()).encode()

@@ -9,7 +9,7 @@ MINUTES="${1:-5}"
 PY="${PYTHON:-.venv/bin/python}"
 "$PY" -c "import atheris" 2>/dev/null || "$PY" -m pip install -q -e '.[fuzz]'
 mkdir -p bench/fuzz-corpus bench/fuzz-findings
-exec "$PY" bench/fuzz_decide.py \
+exec "$PY" -m bench.fuzz_decide \
     -max_total_time=$((MINUTES * 60)) \
     -timeout=5 -rss_limit_mb=2048 -max_len=65536 \
     -artifact_prefix=bench/fuzz-findings/ \

@@ -4,7 +4,7 @@ than RequestError from decode_review, or any exception at all from admit, or an 
 that breaks the contract (uid not echoed, a patch that does not apply).
 
     bench/fuzz.sh 5                      # 5 minutes, corpus in bench/fuzz-corpus/
-    python bench/fuzz_decide.py -atheris_runs=10000 bench/fuzz-corpus
+    python -m bench.fuzz_decide -atheris_runs=10000 bench/fuzz-corpus
 
 Seeds: the captured AdmissionReviews and the hostile corpus of tests/hostile (written
 into the corpus directory on first run; libFuzzer adds what it finds there).
@@ -114,8 +114,7 @@ def write_seeds(directory: Path) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.iterdir()):
         return 0
-    sys.path.insert(0, str(ROOT / "tests"))
-    from hostile.corpus import all_cases  # noqa: E402
+    from tests.support.hostile.corpus import all_cases
 
     count = 0
     for capture in sorted((ROOT / "tests" / "fixtures" / "admission-reviews").glob("*.json")):

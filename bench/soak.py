@@ -1,6 +1,6 @@
 """Soak a real `gpu-rightsizer serve` at a steady rate and report failures and worker RSS.
 
-    .venv/bin/python bench/soak.py --minutes 10 [--rps 100] [--connections 4] [--workers 2]
+    .venv/bin/python -m bench.soak --minutes 10 [--rps 100] [--connections 4] [--workers 2]
 
 Prints a line every --every seconds (requests, failures, RSS of each worker from
 /proc/<pid>/status) and a summary; exits 1 on any failed request or worker restart. The
@@ -15,11 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "reliability"), str(ROOT / "tests")]
-
-from served import rss_kib, start_server  # noqa: E402
-from loadgen import LoadGenerator  # noqa: E402
+from tests.support.loadgen import LoadGenerator
+from tests.support.served import rss_kib, start_server
 
 
 def main() -> int:

@@ -41,3 +41,9 @@ def test_defaults(monkeypatch):
     monkeypatch.setenv(settings.THREADS, "4")
     monkeypatch.setenv(settings.RELOAD_SECONDS, "0.5")
     assert (settings.threads(), settings.reload_seconds()) == (4, 0.5)
+
+
+def test_every_variable_is_documented_in_the_development_page():
+    page = (ROOT / "docs" / "development.md").read_text()
+    rows = set(re.findall(r"^\| `([A-Z_]+)` \| ([^|]*) \| ([^|]*) \|$", page, re.M))
+    assert rows == {(v.name, v.default, v.meaning) for v in settings.VARIABLES}

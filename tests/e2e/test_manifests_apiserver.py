@@ -170,8 +170,7 @@ def _dry_run_create(plane, namespace: str, pod: dict) -> dict:
 
 
 def test_api_server_calls_the_webhook_only_for_gpu_pods_not_skipped(control_plane, installed_base, tmp_path):
-    sys.path.insert(0, str(ROOT / "tests"))
-    from live_server import LiveServer
+    from tests.support.server import LiveServer
 
     plane = control_plane
     with LiveServer(tmp_path, workers=1) as server:

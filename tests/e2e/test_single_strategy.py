@@ -17,9 +17,9 @@ from pathlib import Path
 
 from controlplane import ManagedProcess, free_port, make_serving_cert, wait_for, wait_for_port
 
+from tests.support.fixtures import validate_pod
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from support import validate_pod  # noqa: E402
 
 NAMESPACE = "single-strategy"
 WEBHOOK = "e2e-single-strategy"

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from controlplane import ManagedProcess, free_port, make_serving_cert, stop_all, wait_for, wait_for_port
 
+from tests.support.fixtures import validate_pod
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-from support import validate_pod  # noqa: E402
 
 from webhook.serving.logs import FLUSH_SECONDS  # noqa: E402
 

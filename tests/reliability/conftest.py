@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from served import start_server
+from tests.support.served import start_server
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hostile.corpus import MAX_BODY_BYTES, all_cases, captured_review, check_answer
+from tests.support.hostile.corpus import MAX_BODY_BYTES, all_cases, captured_review, check_answer
 from webhook.admission.review import MAX_BODY_BYTES as SERVER_LIMIT
 
 CASES = all_cases()

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from hostile.corpus import captured_review
-from loadgen import LoadGenerator
-from served import start_server
+from tests.support.hostile.corpus import captured_review
+from tests.support.loadgen import LoadGenerator
+from tests.support.served import start_server
 from webhook.certs.bundle import make_serving_cert
 
 ROOT = Path(__file__).resolve().parents[2]

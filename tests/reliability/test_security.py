@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hostile.corpus import captured_review
-from served import socket_inodes
+from tests.support.hostile.corpus import captured_review
+from tests.support.served import socket_inodes
 
 ROOT = Path(__file__).resolve().parents[2]
 

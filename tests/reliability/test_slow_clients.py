@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from hostile.corpus import captured_review
-from served import start_server
+from tests.support.hostile.corpus import captured_review
+from tests.support.served import start_server
 from webhook.serving.worker import REQUEST_DEADLINE
 
 WORKERS = 2
