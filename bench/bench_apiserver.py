@@ -33,7 +33,6 @@ import http.client
 import json
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -32,11 +32,10 @@ from bench.corpus import body_of, corpus
 from bench.stats import machine, md_table, summary, write_result
 from webhook.admission import review as rv
 from webhook.admission.admit import admit
-from webhook.admission.answer import pod_patch
-from webhook.admission.answer import PlainAnswers
-from webhook.core.mutation import mutate_pod
-from webhook.core.decision import decide
+from webhook.admission.answer import PlainAnswers, pod_patch
 from webhook.admission.memo import MAX_ENTRIES, DecisionMemo, pod_key
+from webhook.core.decision import decide
+from webhook.core.mutation import mutate_pod
 from webhook.core.policy import default_policy
 
 TARGET_US = 50.0

@@ -13,11 +13,11 @@ import os
 import random
 import time
 
+from webhook.core.policy import default_policy
 from webhook.planning.demand import Demand, workload_of
 from webhook.planning.fleet import plan_fleet
 from webhook.planning.live import layout_of_config_name
 from webhook.planning.solver import LiveGpu
-from webhook.core.policy import default_policy
 
 # (model size, precision, GPUs per pod): the reference mix's kinds plus a few others
 KINDS = [("7b", "fp16", 1), ("3b", "fp16", 1), ("34b", "int4", 1), ("13b", "fp16", 1), ("70b", "fp16", 2),

@@ -46,7 +46,7 @@ def _sidecar(name: str, image: str) -> dict:
 
 
 def _env(n: int, value_len: int) -> list[dict]:
-    return [{"name": f"SETTING_{i:04d}", "value": ("v%04d-" % i).ljust(value_len, "x")} for i in range(n)]
+    return [{"name": f"SETTING_{i:04d}", "value": f"v{i:04d}-".ljust(value_len, "x")} for i in range(n)]
 
 
 def _volumes(n: int) -> tuple[list[dict], list[dict]]:

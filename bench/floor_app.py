@@ -22,8 +22,8 @@ from pathlib import Path
 import orjson
 from flask import Flask, Response, request
 
-from webhook.serving import gunicorn_conf
 from webhook.cli.serve import WebhookServer
+from webhook.serving import gunicorn_conf
 
 
 def create_floor_app(extra_fields: dict | None = None) -> Flask:

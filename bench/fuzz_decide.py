@@ -27,9 +27,9 @@ with atheris.instrument_imports():
 
     from webhook.admission.admit import admit
     from webhook.admission.answer import PlainAnswers
-    from webhook.core.policy import default_policy
-    from webhook.core.errors import RequestError
     from webhook.admission.review import decode_review
+    from webhook.core.errors import RequestError
+    from webhook.core.policy import default_policy
 
 POLICY = default_policy()
 MAX_SEED_BYTES = 64 * 1024  # the fuzzer mutates small inputs far faster; 1 MB seeds stay in the CI corpus

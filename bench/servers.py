@@ -47,7 +47,7 @@ class Server:
         self.name, self.argv, self.port, self.certs, self.log = name, argv, port, certs, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> "Server":
+    def start(self, timeout: float = 60.0) -> Server:
         with open(self.log, "ab") as out:
             # Own process group, so stop() reaches gunicorn's workers too.
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
@@ -99,7 +99,7 @@ class Server:
                 self.proc.wait()
         self.proc = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from tests.support.fixtures import captured_review, validate_pod
 from webhook.admission.admit import admit
 from webhook.admission.answer import PlainAnswers
-from webhook.core.errors import RequestError
 from webhook.admission.review import decode_review
+from webhook.core.errors import RequestError
 
 A = "gpu-rightsizer.io/"
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,16 +14,15 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from tests.support.fixtures import captured_review, gpu_pod
 from test_hostile_properties import json_values, mangled_reviews
 from test_properties import POLICIES, pods
+
+from tests.support.fixtures import captured_review, gpu_pod
 from webhook.admission.admit import admit
-from webhook.admission.answer import answer_pod
-from webhook.admission.answer import PlainAnswers
-from webhook.serving.holder import PolicyHolder
+from webhook.admission.answer import PlainAnswers, answer_pod
 from webhook.admission.memo import DecisionMemo, pod_key
 from webhook.core.policy import compile_policy, default_policy
+from webhook.serving.holder import PolicyHolder
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SERVICE_ACCOUNT_VOLUME = {"name": "kube-api-access-abcde", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from tests.support.fixtures import review_for, validate_pod
 from webhook.admission.admit import admit
 from webhook.admission.answer import PlainAnswers
-from webhook.core.mutation import mutate_pod
 from webhook.core.decision import decide
+from webhook.core.mutation import mutate_pod
 from webhook.core.patch import diff
 from webhook.core.policy import compile_policy, default_policy
 

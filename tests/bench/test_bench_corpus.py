@@ -5,8 +5,6 @@ no-GPU kind is left alone. No timing here: bench/ prints the figures."""
 from __future__ import annotations
 
 import base64
-import sys
-from pathlib import Path
 
 import jsonpatch
 import orjson

@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from webhook.certs.install import ca_bundle
 from webhook.certs.bundle import (
     TlsBundle,
     _pem_key,
@@ -26,6 +25,7 @@ from webhook.certs.bundle import (
     read_bundle,
     service_dns_names,
 )
+from webhook.certs.install import ca_bundle
 from webhook.cli.main import main
 from webhook.cli.serve import _self_signed
 

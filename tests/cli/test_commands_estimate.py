@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from webhook.cli.main import main
 from webhook.core import annotations as ann
 from webhook.core.catalog import builtin_catalog
-from webhook.cli.main import main
 from webhook.core.decision import decide
 
 ISSUE = ["--model", "llama-3.1-8b", "--precision", "bf16", "--context-length", "8k", "--max-concurrency", "4"]

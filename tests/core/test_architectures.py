@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.fixtures import measurements_path
 
+from tests.support.fixtures import measurements_path
 from webhook.core.inference import builtin_architectures
 
 # config.json keys: vocab_size, hidden_size, intermediate_size, num_hidden_layers,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support.fixtures import gpu_pod
-from webhook.core.errors import BadObject
 from webhook.core.decision import decide
+from webhook.core.errors import BadObject
 from webhook.core.policy import compile_policy
 
 A = "gpu-rightsizer.io/"

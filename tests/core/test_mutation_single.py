@@ -9,11 +9,11 @@ import copy
 import jsonpatch
 import kubernetes_validate
 import pytest
-from tests.support.fixtures import captured_review
 
-from webhook.core import annotations as ann
+from tests.support.fixtures import captured_review
 from webhook.admission.admit import admit
 from webhook.admission.answer import PlainAnswers
+from webhook.core import annotations as ann
 from webhook.core.errors import PolicyError
 from webhook.core.policy import parse_policy_yaml
 

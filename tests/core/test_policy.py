@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from webhook.core.errors import PolicyError
-
 from webhook.core.policy import compile_policy, default_policy, load_policy, parse_policy_yaml, resolve_policy
 
 ISSUE_EXAMPLE = """

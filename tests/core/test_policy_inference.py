@@ -7,7 +7,6 @@ from fractions import Fraction
 import pytest
 
 from webhook.core.errors import PolicyError
-
 from webhook.core.policy import default_policy, parse_policy_yaml
 
 POOLS = "pools: [{name: h, gpuModel: H100-80GB}]\n"

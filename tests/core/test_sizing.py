@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.fixtures import gpu_pod
 from webhook.core.decision import decide
 from webhook.core.policy import compile_policy
-from tests.support.fixtures import gpu_pod
 
 
 def one_pool_policy(model: str, **extra) -> object:

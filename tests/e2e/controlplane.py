@@ -29,9 +29,10 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives import serialization
@@ -179,7 +180,7 @@ class ManagedProcess:
 
     @classmethod
     def start(cls, name: str, argv: Sequence[str], log: Path,
-              env: Mapping[str, str] | None = None, cwd: Path | None = None) -> "ManagedProcess":
+              env: Mapping[str, str] | None = None, cwd: Path | None = None) -> ManagedProcess:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as out:
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
@@ -188,7 +189,7 @@ class ManagedProcess:
                                     preexec_fn=_die_with_parent)
         return cls(name, proc, log)
 
-    def __enter__(self) -> "ManagedProcess":
+    def __enter__(self) -> ManagedProcess:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -255,13 +256,13 @@ class ControlPlane:
 
     # ---- lifecycle
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def start(self) -> "ControlPlane":
+    def start(self) -> ControlPlane:
         started = time.monotonic()
         self.workdir = Path(tempfile.mkdtemp(prefix="gpu-rightsizer-e2e-"))
         (self.workdir / "logs").mkdir()

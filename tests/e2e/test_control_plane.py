@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from controlplane import wait_for
 
 MIG_SMALL = "nvidia.com/mig-1g.10gb"

@@ -8,7 +8,6 @@ import ssl
 import threading
 
 import pytest
-
 from controlplane import free_port, make_serving_cert
 
 

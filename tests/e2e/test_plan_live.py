@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import yaml
-
 from controlplane import wait_for
+
 from webhook.cli.main import main
 
 OPTED_IN = "plan-live"

@@ -14,7 +14,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from controlplane import make_serving_cert, wait_for
 
 NAMESPACE = "webhook-plumbing"

@@ -5,10 +5,10 @@ import jsonpatch
 import pytest
 
 from webhook.admission.answer import pod_patch
-from webhook.planning.demand import DemandError, demand_from_manifests, load_documents
-from webhook.planning.geometry import WHOLE_GPU
 from webhook.core.policy import default_policy
 from webhook.core.workloads import pod_of
+from webhook.planning.demand import DemandError, demand_from_manifests, load_documents
+from webhook.planning.geometry import WHOLE_GPU
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 POLICY = default_policy()

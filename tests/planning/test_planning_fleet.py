@@ -1,11 +1,11 @@
 import pytest
 
 from tests.support.layouts import layout_problems
+from webhook.core.policy import default_policy
 from webhook.planning.demand import Demand, Workload
 from webhook.planning.fleet import parse_gpus, plan_fleet
 from webhook.planning.geometry import WHOLE_GPU, realise
 from webhook.planning.solver import LiveGpu, PlanError
-from webhook.core.policy import default_policy
 
 POLICY = default_policy()
 H100 = POLICY.pools[0].model

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from tests.support.layouts import count_vectors, layout_problems
 from tests.support.fixtures import mig_profile_table
+from tests.support.layouts import count_vectors, layout_problems
 from webhook.core.catalog import builtin_catalog
 from webhook.planning.geometry import all_layouts, configurations, realise
 

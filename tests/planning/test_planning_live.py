@@ -1,9 +1,9 @@
 """The pure parts of reading a cluster: pods -> demand, nodes -> GPUs and their layouts.
 (tests/e2e/test_plan_live.py runs the whole thing against a real API server.)"""
 
+from webhook.core.policy import default_policy
 from webhook.planning.geometry import WHOLE_GPU, WHOLE_LAYOUT, realise
 from webhook.planning.live import demand_from_pods, gpus_of_node, layout_of_config_name, supply_from_nodes
-from webhook.core.policy import default_policy
 
 POLICY = default_policy()
 H100 = POLICY.pools[0].model

@@ -4,7 +4,14 @@ import yaml
 
 from webhook.core.catalog import builtin_catalog
 from webhook.planning.geometry import WHOLE_LAYOUT, configurations, realise
-from webhook.planning.migparted import config_for_layouts, config_for_node, document, dump, layout_name, parse_config_file
+from webhook.planning.migparted import (
+    config_for_layouts,
+    config_for_node,
+    document,
+    dump,
+    layout_name,
+    parse_config_file,
+)
 
 H100 = builtin_catalog().lookup("H100-80GB")
 LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")

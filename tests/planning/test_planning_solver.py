@@ -4,15 +4,15 @@ import random
 import pytest
 
 from tests.support.layouts import count_vectors, layout_problems
+from webhook.core.policy import compile_policy, default_policy
 from webhook.planning.geometry import WHOLE_GPU, realise
 from webhook.planning.solver import LiveGpu, PlanError, PoolProblem, StageResult, lower_bound, solve_pool
-from webhook.core.policy import compile_policy, default_policy
 
 POOL = default_policy().pools[0]
 NAMES = [p.name for p in POOL.profiles]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vectors(model_key="H100-80GB", names=tuple(NAMES)):
     return [dict(v) for v in count_vectors(model_key, list(names))]
 
@@ -22,7 +22,7 @@ def brute_force_gpus(demand: dict[str, int], model_key="H100-80GB", names=tuple(
     keys = sorted(k for k in demand if k != WHOLE_GPU)
     vectors = [tuple(v.get(k, 0) for k in keys) for v in _vectors(model_key, names)]
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def best(rest: tuple[int, ...]) -> int:
         if not any(rest):
             return 0

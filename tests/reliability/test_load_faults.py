@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.support.served import peer_ports, rss_kib, start_server
 from tests.support.loadgen import LoadGenerator
+from tests.support.served import peer_ports, rss_kib, start_server
 
 SOAK_SECONDS = float(os.environ.get("GPU_RIGHTSIZER_SOAK_SECONDS", 30))
 # Worker RSS may grow while caches warm up; over the last two thirds of a steady soak it

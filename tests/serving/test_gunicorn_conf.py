@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gc
 
-from webhook.serving import gunicorn_conf
 from webhook.cli.serve import WebhookServer
 from webhook.core.policy import default_policy
+from webhook.serving import gunicorn_conf
 
 
 def test_serve_applies_the_worker_hooks_of_the_config_module():

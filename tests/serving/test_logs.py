@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-from tests.support.server import DENIED, MUTATED, review
 
+from tests.support.server import DENIED, MUTATED, review
 from webhook.serving.app import create_app
 from webhook.serving.logs import LOGGER, MAX_FIELD, JsonFormatter, admission_fields, configure, info_line
 
@@ -140,10 +140,9 @@ def test_lines_written_straight_to_a_real_file_are_whole_and_the_formatters(tmp_
 
 def test_timestamps_are_iso_8601_utc_milliseconds():
     import datetime as dt
+    import random
 
     from webhook.serving.logs import _timestamp
-
-    import random
 
     spread = [random.Random(seed).uniform(0, 4_102_444_800) for seed in range(2000)]
     near_edges = [1_764_081_217 + k / 1000 + d for k in range(1000) for d in (-1e-6, -4e-7, 0.0, 4e-7)]

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from tests.support.server import DENIED, IGNORED, MUTATED, UNCHANGED, LiveServer, review, total
 
+from tests.support.server import DENIED, IGNORED, MUTATED, UNCHANGED, LiveServer, review, total
 from webhook.serving import metrics
 from webhook.serving.app import create_app
 

@@ -15,11 +15,11 @@ import uuid
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from tests.support.server import MUTATED, LiveServer, mounted_volume, review, total
 
-from webhook.serving.holder import PolicyHolder
+from tests.support.server import MUTATED, LiveServer, mounted_volume, review, total
 from webhook.certs.bundle import _pem_key, make_ca, make_serving_cert
 from webhook.core.policy import default_policy_text
+from webhook.serving.holder import PolicyHolder
 from webhook.serving.reload import PolicyReloader, TlsContexts
 
 NAMES = ["localhost", "127.0.0.1"]
@@ -52,7 +52,7 @@ class Load:
                 with self._lock:
                     self.failures.append(repr(err))
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self.threads:
             t.start()
         return self

@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from tests.support.fixtures import captured_review, validate_pod
-
 from tests.support.server import RunningServer
 
 

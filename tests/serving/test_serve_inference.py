@@ -11,7 +11,6 @@ import pytest
 import requests
 
 from tests.support.fixtures import gpu_pod, review_for, validate_pod
-
 from tests.support.server import RunningServer
 
 POLICY = """

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tests.support.server import LiveServer
 from webhook.serving import gunicorn_conf
+
+
 def children_of(pid: int) -> set[int]:
     """Pids whose parent is ``pid`` (gunicorn's workers are the arbiter's children)."""
     found = set()

@@ -60,7 +60,7 @@ class LiveServer:
                                      preexec_fn=_die_with_parent)
         self.workers = workers
 
-    def wait_ready(self, timeout: float = 30) -> "LiveServer":
+    def wait_ready(self, timeout: float = 30) -> LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -87,7 +87,7 @@ class LiveServer:
         self._out.close()
         self._err.close()
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         return self.wait_ready()
 
     def __exit__(self, *exc) -> None:

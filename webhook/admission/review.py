@@ -12,8 +12,6 @@ import base64
 
 import orjson
 
-from webhook.core.errors import RequestError
-from webhook.core.text import quote_value
 from webhook.admission.types import (
     ADMISSION_API_VERSION,
     ADMISSION_KIND,
@@ -21,6 +19,8 @@ from webhook.admission.types import (
     AdmissionResponse,
     AdmissionReview,
 )
+from webhook.core.errors import RequestError
+from webhook.core.text import quote_value
 
 # Kubernetes stores at most 1.5 MiB per object; a review carries the object (and, on
 # UPDATE, the old one) plus a little envelope, so 3 MiB bounds any real request.

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from webhook.core.errors import RightsizerError
 from webhook.certs.bundle import TlsBundle, bundle_problem, new_bundle
+from webhook.core.errors import RightsizerError
 
 # bandit B105 takes this Secret type name for a password.
 SECRET_TYPE = "kubernetes.io/tls"  # nosec B105

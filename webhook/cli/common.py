@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from webhook.core.errors import PolicyError
-
 from webhook import settings
+from webhook.core.errors import PolicyError
 from webhook.core.policy import Policy, resolve_policy
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
+from webhook.cli.common import add_policy_argument, policy_or_exit
 from webhook.core import annotations as ann
 from webhook.core.catalog import builtin_catalog
-from webhook.cli.common import add_policy_argument, policy_or_exit
 from webhook.core.constants import GPU_RESOURCE
 from webhook.core.decision import Decision, decide, estimate_need
 from webhook.core.inference import builtin_architectures

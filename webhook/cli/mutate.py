@@ -15,10 +15,9 @@ import yaml
 
 from webhook.admission.answer import pod_patch
 from webhook.cli.common import add_policy_argument, policy_or_exit
-from webhook.core.errors import BadObject
+from webhook.core.errors import BadObject, UnsupportedObject
 from webhook.core.mutation import mutate_pod
 from webhook.core.patch import escape_pointer_token
-from webhook.core.errors import UnsupportedObject
 from webhook.core.workloads import pod_of, with_pod
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from webhook.core.constants import MIG_CONFIG_LABEL
 from webhook.cli.common import add_policy_argument, policy_or_exit
+from webhook.core.constants import MIG_CONFIG_LABEL
 from webhook.planning import live as live_labels
 from webhook.planning import migparted
 from webhook.planning.demand import Demand, DemandError, demand_from_manifests

@@ -13,11 +13,11 @@ from pathlib import Path
 from gunicorn.app.base import BaseApplication
 
 from webhook import settings
-from webhook.serving import gunicorn_conf
 from webhook.certs.bundle import ensure_cert_dir
 from webhook.cli.common import add_policy_argument, policy_or_exit
-from webhook.serving.logs import LOGGER
 from webhook.core.policy import Policy
+from webhook.serving import gunicorn_conf
+from webhook.serving.logs import LOGGER
 
 
 def add_arguments(parser) -> None:

@@ -7,15 +7,10 @@ it) and what is accepted.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-
-from webhook.core.errors import InvalidAnnotation
-from webhook.core.quantity import parse_quantity
-from webhook.core.text import quote_value
 
 from webhook.core.constants import (  # noqa: F401 - the annotation names, re-exported for ``ann.NAME``
     ARCHITECTURE,
@@ -34,6 +29,8 @@ from webhook.core.constants import (  # noqa: F401 - the annotation names, re-ex
     SKIP,
     WORKLOAD_CLASS,
 )
+from webhook.core.errors import InvalidAnnotation
+from webhook.core.quantity import parse_quantity
 
 # Annotations that say how big the pod's GPU need is; without any of them we cannot size.
 SIZING_ANNOTATIONS = (PROFILE, GPU_MEMORY, MODEL_SIZE, MODEL)

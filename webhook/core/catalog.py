@@ -7,9 +7,9 @@ its source; this module only loads them into immutable objects and looks them up
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Mapping
 
 import yaml
 

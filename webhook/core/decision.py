@@ -13,9 +13,8 @@ from decimal import Decimal, InvalidOperation
 from webhook.core import annotations as ann
 from webhook.core import inference
 from webhook.core.catalog import MigProfile
-from webhook.core.errors import BadObject
-from webhook.core.text import describe_value, quote_value
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
+from webhook.core.errors import BadObject
 from webhook.core.outcomes import Action
 from webhook.core.policy import Policy, Pool, WorkloadClass
 from webhook.core.quantity import parse_quantity
@@ -29,6 +28,7 @@ from webhook.core.sizing import (
     largest_profile,
     weights_need,
 )
+from webhook.core.text import describe_value, quote_value
 
 CONTAINER_FIELDS = ("initContainers", "containers")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from webhook.core import annotations as ann
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
-from webhook.core.errors import BadObject
 from webhook.core.decision import ContainerRef, Decision
+from webhook.core.errors import BadObject
 from webhook.core.policy import Policy, WorkloadClass
 
 

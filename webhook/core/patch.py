@@ -10,7 +10,6 @@ make_patch compares every field of a 200 KB pod). Tests check the result against
 
 from __future__ import annotations
 
-
 _ABSENT = object()
 
 

@@ -8,22 +8,21 @@ An invalid policy raises :class:`PolicyError` naming the path of the bad field.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
-from typing import Literal, Mapping
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from webhook.core.annotations import BYTES_PER_PARAM
 from webhook import settings
+from webhook.core.annotations import BYTES_PER_PARAM
+from webhook.core.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
 from webhook.core.constants import PRODUCT_LABEL
 from webhook.core.errors import PolicyError
-from webhook.core.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
-
-
 
 # --- the file's schema -------------------------------------------------------------
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable, Sequence
 
 from webhook.core.annotations import BYTES_PER_PARAM
 from webhook.core.catalog import MIB_PER_GIB, MigProfile

@@ -14,15 +14,12 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from webhook.core.errors import BadObject
-
 from webhook.core.decision import decide, gpu_containers
-from webhook.planning.geometry import WHOLE_GPU
-from webhook.core.errors import RightsizerError
+from webhook.core.errors import BadObject, RightsizerError, UnsupportedObject
 from webhook.core.outcomes import PlanAction
 from webhook.core.policy import Policy, Pool
-from webhook.core.errors import UnsupportedObject
 from webhook.core.workloads import pod_of
+from webhook.planning.geometry import WHOLE_GPU
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # Kinds whose pods the planner counts, and how many run at once.

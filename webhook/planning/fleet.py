@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from webhook.core.catalog import builtin_catalog
+from webhook.core.policy import Policy
 from webhook.planning.demand import Demand, Unit
 from webhook.planning.geometry import WHOLE_GPU, Instance
 from webhook.planning.solver import LiveGpu, PlanError, PlannedGpu, PoolPlan, PoolProblem, solve_pool
-from webhook.core.policy import Policy
 
 
 @dataclass

@@ -22,13 +22,13 @@ from webhook.core.constants import (
     OPT_IN_LABEL,
     PRODUCT_LABEL,
 )
-from webhook.core.errors import BadObject
 from webhook.core.decision import decide
+from webhook.core.errors import BadObject
+from webhook.core.policy import Policy, Pool
 from webhook.planning.demand import Demand, Workload, pod_resources
 from webhook.planning.geometry import WHOLE_LAYOUT, Layout, realise
 from webhook.planning.migparted import PREFIX
 from webhook.planning.solver import LiveGpu
-from webhook.core.policy import Policy, Pool
 
 MIG_RESOURCE = re.compile("^" + re.escape(MIG_RESOURCE_PREFIX) + "(.+)$")
 ACTIVE_PHASES = ("Pending", "Running", None)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from webhook.planning.geometry import WHOLE_GPU, WHOLE_LAYOUT, Layout, configurations, memory_mib
 from webhook.core.errors import RightsizerError
 from webhook.core.policy import Pool
+from webhook.planning.geometry import WHOLE_GPU, WHOLE_LAYOUT, Layout, configurations, memory_mib
 
 
 class PlanError(RightsizerError, ValueError):

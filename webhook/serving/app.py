@@ -10,18 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from webhook.serving import metrics
 from webhook.admission import review as rv
 from webhook.admission.admit import admit
 from webhook.core.text import quote_value
-from webhook.serving.observe import record_admission
+from webhook.serving import metrics
 from webhook.serving.holder import PolicyHolder
+from webhook.serving.observe import record_admission
 
 log = logging.getLogger("gpu_rightsizer")
 

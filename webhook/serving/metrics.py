@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -27,7 +27,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from webhook import settings
 from webhook.core.outcomes import RECORDED_RESULTS, MemoResult, RecordedAction, RecordedResult
-
 
 OUTCOMES = RECORDED_RESULTS
 

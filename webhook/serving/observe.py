@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from webhook.serving import metrics
 from webhook.admission.admit import Outcome
 from webhook.core.outcomes import AnswerResult, MemoResult, RecordedAction, RecordedResult
+from webhook.serving import metrics
 from webhook.serving.logs import LOGGER, admission_fields, info_line
 
 log = logging.getLogger(LOGGER)

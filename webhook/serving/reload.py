@@ -20,16 +20,16 @@ import logging
 import os
 import ssl
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from cryptography import x509
 
 from webhook import settings
-from webhook.serving import metrics
-from webhook.serving.logs import LOGGER
 from webhook.core.errors import PolicyError
-from webhook.serving.holder import PolicyHolder
 from webhook.core.policy import Policy, parse_policy_yaml, read_policy_file
+from webhook.serving import metrics
+from webhook.serving.holder import PolicyHolder
+from webhook.serving.logs import LOGGER
 
 log = logging.getLogger(LOGGER)
 # A directory private to one `serve` (set by it before forking) where workers keep the
@@ -86,7 +86,7 @@ class PolicyReloader:
         self._failed: Signature | None = None
 
     @classmethod
-    def start(cls, path: str, fallback: Policy) -> "PolicyReloader":
+    def start(cls, path: str, fallback: Policy) -> PolicyReloader:
         """A holder with the policy file as it is now, or else the last policy known good:
         the one a worker of this server last loaded, or ``fallback`` (validated by the
         master at start). The failure is counted and logged like a failed reload."""
