@@ -45,11 +45,15 @@ from bench.stats import machine, md_table, summary, write_result
 ROOT = Path(__file__).resolve().parent.parent
 E2E = ROOT / "tests" / "e2e"
 PATHS = ("none", "ours", "ours-distinct", "flask", "go", "replay", "ours-sync")
-LABELS = {"none": "(a) no webhook", "ours": "(b) gpu-rightsizer",
-          "ours-distinct": "(b') gpu-rightsizer, every pod distinct (decided afresh, no memo hit)",
-          "flask": "(c) allow-all Flask (our stack)",
-          "go": "(d) allow-all Go net/http", "replay": "(e) Go net/http replaying our patch",
-          "ours-sync": "(f) gpu-rightsizer on gunicorn's sync worker (a TLS handshake per call)"}
+LABELS = {
+    "none": "(a) no webhook",
+    "ours": "(b) gpu-rightsizer",
+    "ours-distinct": "(b') gpu-rightsizer, every pod distinct (decided afresh, no memo hit)",
+    "flask": "(c) allow-all Flask (our stack)",
+    "go": "(d) allow-all Go net/http",
+    "replay": "(e) Go net/http replaying our patch",
+    "ours-sync": "(f) gpu-rightsizer on gunicorn's sync worker (a TLS handshake per call)",
+}
 SCHEDULER = "bench-no-scheduler"
 
 
@@ -67,11 +71,13 @@ def gpu_pod() -> dict:
         "metadata": {"generateName": "bench-", "annotations": {"gpu-rightsizer.io/model-size": "7b"}},
         "spec": {
             "schedulerName": SCHEDULER,
-            "containers": [{
-                "name": "server",
-                "image": "vllm/vllm-openai:v0.6.0",
-                "resources": {"limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}},
-            }],
+            "containers": [
+                {
+                    "name": "server",
+                    "image": "vllm/vllm-openai:v0.6.0",
+                    "resources": {"limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}},
+                }
+            ],
         },
     }
 
@@ -91,9 +97,14 @@ class ApiClient:
 
     def __init__(self, server: str, ca_file: Path, token: str):
         host, port = server.removeprefix("https://").rsplit(":", 1)
-        self.conn = http.client.HTTPSConnection(host, int(port), context=ssl.create_default_context(cafile=str(ca_file)))
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                        "Accept": "application/json"}
+        self.conn = http.client.HTTPSConnection(
+            host, int(port), context=ssl.create_default_context(cafile=str(ca_file))
+        )
+        self.headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
 
     def create_pod(self, namespace: str, body: bytes) -> tuple[float, dict]:
         started = time.perf_counter()
@@ -112,9 +123,17 @@ def our_response_fields(client: ApiClient, namespace: str, body: bytes, workdir:
     client.conn.request("POST", f"/api/v1/namespaces/{namespace}/pods?dryRun=All", body, client.headers)
     response = client.conn.getresponse()
     pod = json.loads(response.read())
-    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-              "request": {"uid": "replay", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                          "operation": "CREATE", "namespace": namespace, "object": pod}}
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "replay",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "operation": "CREATE",
+            "namespace": namespace,
+            "object": pod,
+        },
+    }
     path = servers.our_response_file(review, workdir)
     if "patch" not in json.loads(path.read_text()):
         raise SystemExit(f"bench: expected a patch for the benchmark pod, got {path.read_text()}")
@@ -137,8 +156,13 @@ def our_admissions(port: int, ca: str) -> int:
 
     with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=ctx, timeout=5) as r:
         text = r.read().decode()
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("gpu_rightsizer_admissions_total{")))
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("gpu_rightsizer_admissions_total{")
+        )
+    )
 
 
 def go_calls(port: int, ca: str) -> int:
@@ -168,29 +192,43 @@ def run(creates: int = 1000, warmup: int = 20) -> dict:
             namespaces = {p: f"bench-{p}" for p in PATHS}
             for ns in namespaces.values():
                 cp.create_namespace(ns)
-            ports = {"ours": ours.port, "ours-distinct": ours.port, "flask": flask.port, "go": go.port, "ours-sync": ours_sync.port}
+            ports = {
+                "ours": ours.port,
+                "ours-distinct": ours.port,
+                "flask": flask.port,
+                "go": go.port,
+                "ours-sync": ours_sync.port,
+            }
             for path, port in ports.items():
                 cp.apply(webhook_configuration(path, namespaces[path], f"https://127.0.0.1:{port}/mutate", ca_bundle))
             client = ApiClient(cp.server, cp.ca_file, cp.token)
-            replay = servers.go_server(go_binary, certs, workdir,
-                                       response_file=our_response_fields(client, namespaces["none"], body, workdir))
+            replay = servers.go_server(
+                go_binary, certs, workdir, response_file=our_response_fields(client, namespaces["none"], body, workdir)
+            )
             replay.start()
-            cp.apply(webhook_configuration("replay", namespaces["replay"], f"https://127.0.0.1:{replay.port}/mutate",
-                                           ca_bundle))
+            cp.apply(
+                webhook_configuration(
+                    "replay", namespaces["replay"], f"https://127.0.0.1:{replay.port}/mutate", ca_bundle
+                )
+            )
 
             # The API server picks new webhook configurations up asynchronously: create
             # until ours and Go's are called, then warm every path up.
             deadline = time.monotonic() + 60
-            while (our_admissions(ours.port, certs.ca) == 0 or go_calls(go.port, certs.ca) == 0
-                   or go_calls(replay.port, certs.ca) == 0):
+            while (
+                our_admissions(ours.port, certs.ca) == 0
+                or go_calls(go.port, certs.ca) == 0
+                or go_calls(replay.port, certs.ca) == 0
+            ):
                 if time.monotonic() > deadline:
                     raise SystemExit("bench: the API server never called the webhooks")
                 for path in ("ours", "go", "replay"):
                     client.create_pod(namespaces[path], body)
                 time.sleep(0.2)
             variants = iter(range(10**9))
-            bodies = {p: (lambda: distinct_body(next(variants))) if p == "ours-distinct" else (lambda: body)
-                      for p in PATHS}
+            bodies = {
+                p: (lambda: distinct_body(next(variants))) if p == "ours-distinct" else (lambda: body) for p in PATHS
+            }
             for _ in range(warmup):
                 for path in PATHS:
                     client.create_pod(namespaces[path], bodies[path]())
@@ -200,7 +238,7 @@ def run(creates: int = 1000, warmup: int = 20) -> dict:
             before_go = go_calls(go.port, certs.ca)
             stored = None
             for i in range(creates):
-                order = PATHS[i % len(PATHS):] + PATHS[:i % len(PATHS)]
+                order = PATHS[i % len(PATHS) :] + PATHS[: i % len(PATHS)]
                 for path in order:
                     elapsed, pod = client.create_pod(namespaces[path], bodies[path]())
                     latencies[path].append(elapsed)
@@ -221,12 +259,17 @@ def run(creates: int = 1000, warmup: int = 20) -> dict:
         "creates_per_path": creates,
         "latency_ms": stats,
         "added_over_none_ms": added,
-        "ours_added_p50_over_go_added_p50": added["ours"]["p50"] / added["go"]["p50"] if added["go"]["p50"] > 0 else None,
-        "ours_added_p50_over_flask_added_p50": added["ours"]["p50"] / added["flask"]["p50"] if added["flask"]["p50"] > 0 else None,
+        "ours_added_p50_over_go_added_p50": added["ours"]["p50"] / added["go"]["p50"]
+        if added["go"]["p50"] > 0
+        else None,
+        "ours_added_p50_over_flask_added_p50": added["ours"]["p50"] / added["flask"]["p50"]
+        if added["flask"]["p50"] > 0
+        else None,
         "ours_p99_over_flask_p99": stats["ours"]["p99"] / stats["flask"]["p99"],
         "ours_p50_over_go_p50": stats["ours"]["p50"] / stats["go"]["p50"],
-        "ours_distinct_added_p50_over_go_added_p50": (added["ours-distinct"]["p50"] / added["go"]["p50"]
-                                                      if added["go"]["p50"] > 0 else None),
+        "ours_distinct_added_p50_over_go_added_p50": (
+            added["ours-distinct"]["p50"] / added["go"]["p50"] if added["go"]["p50"] > 0 else None
+        ),
         "ours_distinct_p99_over_flask_p99": stats["ours-distinct"]["p99"] / stats["flask"]["p99"],
         "apiserver_cost_of_our_patch_p50_ms": stats["replay"]["p50"] - stats["go"]["p50"],
         "our_server_cost_over_go_p50_ms": stats["ours"]["p50"] - stats["replay"]["p50"],
@@ -244,15 +287,28 @@ def run(creates: int = 1000, warmup: int = 20) -> dict:
     }
     data["targets"] = {
         "added_p50_vs_go_max": 1.5,
-        "added_p50_vs_go_met": data["ours_added_p50_over_go_added_p50"] is not None and data["ours_added_p50_over_go_added_p50"] <= 1.5,
+        "added_p50_vs_go_met": data["ours_added_p50_over_go_added_p50"] is not None
+        and data["ours_added_p50_over_go_added_p50"] <= 1.5,
         "p99_vs_flask_met": data["ours_p99_over_flask_p99"] <= 1.0,
         "one_call_per_create": data["calls_per_create"]["ours"] == 1.0,
     }
-    rows = [[LABELS[p], stats[p]["p50"], stats[p]["p90"], stats[p]["p99"], stats[p]["max"],
-             added[p]["p50"], added[p]["p99"]] for p in PATHS]
+    rows = [
+        [
+            LABELS[p],
+            stats[p]["p50"],
+            stats[p]["p90"],
+            stats[p]["p99"],
+            stats[p]["max"],
+            added[p]["p50"],
+            added[p]["p99"],
+        ]
+        for p in PATHS
+    ]
     r = data
     md = (
-        "## Pod create through kube-apiserver " + str(data["kube_apiserver"]) + "\n\n"
+        "## Pod create through kube-apiserver "
+        + str(data["kube_apiserver"])
+        + "\n\n"
         + f"{creates} creates per path, interleaved, one keep-alive client connection; webhooks on loopback "
         f"(ours and Flask: 2 gunicorn gthread workers); {data['machine']['cpus']} cores shared with etcd, "
         f"the API server and the controllers; loadavg at start {data['machine']['loadavg_at_start']}.\n\n"
@@ -278,8 +334,9 @@ def run(creates: int = 1000, warmup: int = 20) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--creates", type=int, default=1000,
-                        help="pod creates per path (p99 is then the 10th slowest of each path)")
+    parser.add_argument(
+        "--creates", type=int, default=1000, help="pod creates per path (p99 is then the 10th slowest of each path)"
+    )
     args = parser.parse_args()
     print(run(args.creates)["markdown"])
 

@@ -57,8 +57,12 @@ def _export(rev: str, into: Path) -> Path:
 
 
 def _time(webhook_root: Path, requests: int, distinct: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", TIMER, str(webhook_root), str(ROOT), str(requests), str(distinct)],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", TIMER, str(webhook_root), str(ROOT), str(requests), str(distinct)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -67,9 +71,14 @@ def main() -> None:
     parser.add_argument("--rev", help="also time this git revision's webhook/, alternated with the worktree")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--distinct", type=int, default=0, metavar="N",
-                        help="cycle through N pods differing in one label (decided afresh once N is over "
-                             "the memo's size) instead of repeating the captured pod")
+    parser.add_argument(
+        "--distinct",
+        type=int,
+        default=0,
+        metavar="N",
+        help="cycle through N pods differing in one label (decided afresh once N is over "
+        "the memo's size) instead of repeating the captured pod",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         targets = {"worktree": ROOT}

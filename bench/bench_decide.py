@@ -121,21 +121,34 @@ def run(seconds: float = 1.0) -> dict:
             "admit_us": summary(time_calls(lambda: admit_body(body, policy), seconds)),
             "pod_key_us": summary(time_calls(lambda: pod_key(pod), seconds / 3)),
             "admit_memo_hit_us": summary(time_calls(lambda: admit_body_memo(body, policy, warm), seconds / 3)),
-            "admit_memo_unseen_us": summary(time_calls(
-                lambda: admit_body_memo(body, policy, DecisionMemo(PlainAnswers(policy))), seconds / 3)),
+            "admit_memo_unseen_us": summary(
+                time_calls(lambda: admit_body_memo(body, policy, DecisionMemo(PlainAnswers(policy))), seconds / 3)
+            ),
             "admit_stdlib_json_us": summary(time_calls(lambda: admit_body_stdlib_json(body, policy), seconds / 3)),
             "jsonpatch_make_patch_us": summary(time_calls(lambda: make_patch_full_diff(pod, policy), seconds / 3)),
         }
         results[kind] = entry
-        rows.append([
-            kind, entry["pod_bytes"], entry["result"], entry["patch_ops"],
-            entry["decide_patch_us"]["p50"], entry["decide_patch_us"]["p99"],
-            entry["admit_us"]["p50"], entry["admit_us"]["p99"],
-            entry["pod_key_us"]["p50"], entry["admit_memo_hit_us"]["p50"], entry["admit_memo_unseen_us"]["p50"],
-            entry["admit_stdlib_json_us"]["p50"], entry["jsonpatch_make_patch_us"]["p50"],
-        ])
+        rows.append(
+            [
+                kind,
+                entry["pod_bytes"],
+                entry["result"],
+                entry["patch_ops"],
+                entry["decide_patch_us"]["p50"],
+                entry["decide_patch_us"]["p99"],
+                entry["admit_us"]["p50"],
+                entry["admit_us"]["p99"],
+                entry["pod_key_us"]["p50"],
+                entry["admit_memo_hit_us"]["p50"],
+                entry["admit_memo_unseen_us"]["p50"],
+                entry["admit_stdlib_json_us"]["p50"],
+                entry["jsonpatch_make_patch_us"]["p50"],
+            ]
+        )
     typical = results[TYPICAL]["decide_patch_us"]["p50"]
-    memory = {kind: full_memo_memory(kinds[kind]["request"]["object"], policy) for kind in (TYPICAL, "affinity-3-terms")}
+    memory = {
+        kind: full_memo_memory(kinds[kind]["request"]["object"], policy) for kind in (TYPICAL, "affinity-3-terms")
+    }
     data = {
         "machine": machine(),
         "seconds_per_kind": seconds,
@@ -146,9 +159,21 @@ def run(seconds: float = 1.0) -> dict:
     md = (
         "## Decision + patch in process (us per pod)\n\n"
         + md_table(
-            ["pod kind", "pod bytes", "result", "patch ops", "decide+patch p50", "p99",
-             "admit (orjson) p50", "p99", "memo key p50", "admit, memo hit p50", "admit, memo unseen p50",
-             "admit (stdlib json) p50", "decide+jsonpatch.make_patch p50"],
+            [
+                "pod kind",
+                "pod bytes",
+                "result",
+                "patch ops",
+                "decide+patch p50",
+                "p99",
+                "admit (orjson) p50",
+                "p99",
+                "memo key p50",
+                "admit, memo hit p50",
+                "admit, memo unseen p50",
+                "admit (stdlib json) p50",
+                "decide+jsonpatch.make_patch p50",
+            ],
             rows,
         )
         + f"\nTypical pod ('{TYPICAL}') decide+patch median {typical:.1f} us; target <= {TARGET_US:.0f} us: "
@@ -156,8 +181,10 @@ def run(seconds: float = 1.0) -> dict:
         + f". Python {data['machine']['python']}, {data['machine']['cpus']} cores, one thread, "
         f"loadavg at start {data['machine']['loadavg_at_start']}.\n"
         + f"\nA full decision memo per worker (tracemalloc; {MAX_ENTRIES} variants of one pod, each seen twice): "
-        + "; ".join(f"'{kind}' {m['entries']} answers, {m['mib']:.1f} MiB, of it keys {m['keys_mib']:.1f} MiB"
-                    for kind, m in memory.items())
+        + "; ".join(
+            f"'{kind}' {m['entries']} answers, {m['mib']:.1f} MiB, of it keys {m['keys_mib']:.1f} MiB"
+            for kind, m in memory.items()
+        )
         + ".\n"
     )
     write_result("decide", data, md)

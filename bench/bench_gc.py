@@ -60,13 +60,26 @@ def run(requests: int = 30000) -> dict:
     for stream in ("typical", "distinct"):
         for variant in ("as loaded", "frozen"):
             done = subprocess.run(
-                [sys.executable, "-c", TIMER, str(ROOT), "frozen" if variant == "frozen" else "plain", stream,
-                 str(requests)], check=True, capture_output=True, text=True)
+                [
+                    sys.executable,
+                    "-c",
+                    TIMER,
+                    str(ROOT),
+                    "frozen" if variant == "frozen" else "plain",
+                    stream,
+                    str(requests),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             results[f"{stream}, {variant}"] = json.loads(done.stdout.strip().splitlines()[-1])
     rows = []
     for name, r in results.items():
-        rows.append([name, r["tracked_objects"], r["frozen_objects"]]
-                    + [f"{n}, {total:.1f}, {longest:.2f}" for n, total, longest in r["pauses"].values()])
+        rows.append(
+            [name, r["tracked_objects"], r["frozen_objects"]]
+            + [f"{n}, {total:.1f}, {longest:.2f}" for n, total, longest in r["pauses"].values()]
+        )
     md = (
         f"## Garbage-collector pauses in a worker ({requests} reviews in process; count, total ms, longest ms)\n\n"
         + md_table(["stream, worker heap", "objects walked", "objects frozen", "gen 0", "gen 1", "gen 2 (full)"], rows)

@@ -18,8 +18,10 @@ from webhook.core.policy import default_policy
 
 
 def pod(annotations: dict) -> dict:
-    return {"metadata": {"annotations": annotations},
-            "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+    return {
+        "metadata": {"annotations": annotations},
+        "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+    }
 
 
 def per_decision(p: dict, policy, n: int) -> float:
@@ -33,8 +35,14 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     policy = default_policy()
     core = pod({"gpu-rightsizer.io/model-size": "7b"})
-    inference = pod({"gpu-rightsizer.io/model": "llama-3.1-8b", "gpu-rightsizer.io/precision": "bf16",
-                     "gpu-rightsizer.io/context-length": "8k", "gpu-rightsizer.io/max-concurrency": "4"})
+    inference = pod(
+        {
+            "gpu-rightsizer.io/model": "llama-3.1-8b",
+            "gpu-rightsizer.io/precision": "bf16",
+            "gpu-rightsizer.io/context-length": "8k",
+            "gpu-rightsizer.io/max-concurrency": "4",
+        }
+    )
     per_decision(core, policy, n // 10)
     per_decision(inference, policy, n // 10)
     core_us = min(per_decision(core, policy, n) for _ in range(3))

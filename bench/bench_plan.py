@@ -20,8 +20,17 @@ from webhook.planning.live import layout_of_config_name
 from webhook.planning.solver import LiveGpu
 
 # (model size, precision, GPUs per pod): the reference mix's kinds plus a few others
-KINDS = [("7b", "fp16", 1), ("3b", "fp16", 1), ("34b", "int4", 1), ("13b", "fp16", 1), ("70b", "fp16", 2),
-         ("1b", "fp16", 1), ("8b", "int8", 1), ("20b", "fp16", 1), ("70b", "int4", 1)]
+KINDS = [
+    ("7b", "fp16", 1),
+    ("3b", "fp16", 1),
+    ("34b", "int4", 1),
+    ("13b", "fp16", 1),
+    ("70b", "fp16", 2),
+    ("1b", "fp16", 1),
+    ("8b", "int8", 1),
+    ("20b", "fp16", 1),
+    ("70b", "int4", 1),
+]
 WEIGHTS = [20, 35, 5, 8, 1, 20, 15, 3, 1]
 
 
@@ -30,11 +39,19 @@ def pods(n: int, seed: int) -> list[dict]:
     out = []
     for i in range(n):
         size, precision, gpus = rng.choices(KINDS, WEIGHTS)[0]
-        out.append({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"pod-{i}", "annotations": {"gpu-rightsizer.io/model-size": size, "gpu-rightsizer.io/precision": precision}},
-            "spec": {"containers": [{"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]},
-        })
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"pod-{i}",
+                    "annotations": {"gpu-rightsizer.io/model-size": size, "gpu-rightsizer.io/precision": precision},
+                },
+                "spec": {
+                    "containers": [{"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]
+                },
+            }
+        )
     return out
 
 
@@ -58,7 +75,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=60.0)
     parser.add_argument("--gpus", type=int, help="limit the pool to this many GPUs (adds the left-over stage)")
-    parser.add_argument("--live", type=int, metavar="NODES", help="plan onto NODES live 8-GPU nodes with random current mig.config labels")
+    parser.add_argument(
+        "--live",
+        type=int,
+        metavar="NODES",
+        help="plan onto NODES live 8-GPU nodes with random current mig.config labels",
+    )
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     policy = default_policy()
@@ -72,13 +94,20 @@ def main() -> None:
     pool = plan.pools[0]
     print(f"cores: {os.cpu_count()}  pods: {args.pods}  units: {len(demand.units)}  seed: {args.seed}")
     print(f"sizing (webhook decision per pod): {t1 - t0:.2f}s")
-    print(f"solve + place: {t2 - t1:.2f}s (CP-SAT {pool.seconds:.2f}s; stages: "
-          + ", ".join(f"{s.name}={s.value}{'' if s.proven else ' (not proven)'}" for s in pool.stages) + ")")
-    print(f"GPUs: {plan.gpu_count} right-sized vs {plan.whole_gpu_baseline} whole-GPU "
-          f"(ratio {plan.ratio:.2f}x); lower bound {plan.lower_bound}; "
-          + ("proven optimal" if plan.proven_optimal else f"gap {pool.gap}"))
+    print(
+        f"solve + place: {t2 - t1:.2f}s (CP-SAT {pool.seconds:.2f}s; stages: "
+        + ", ".join(f"{s.name}={s.value}{'' if s.proven else ' (not proven)'}" for s in pool.stages)
+        + ")"
+    )
+    print(
+        f"GPUs: {plan.gpu_count} right-sized vs {plan.whole_gpu_baseline} whole-GPU "
+        f"(ratio {plan.ratio:.2f}x); lower bound {plan.lower_bound}; "
+        + ("proven optimal" if plan.proven_optimal else f"gap {pool.gap}")
+    )
     if plan.live:
-        print(f"live: {args.live} nodes x 8 GPUs; reconfigured GPUs: {sum(p.reconfigurations for p in plan.pools)}; pods moved: {len(plan.moves())}")
+        print(
+            f"live: {args.live} nodes x 8 GPUs; reconfigured GPUs: {sum(p.reconfigurations for p in plan.pools)}; pods moved: {len(plan.moves())}"
+        )
     if plan.left_over:
         print(f"left over: {len(plan.left_over)} units")
     print(f"total: {t2 - t0:.2f}s")

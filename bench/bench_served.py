@@ -70,8 +70,12 @@ def generator_capacity(go_binary, certs, workdir, body, seconds, conns) -> dict:
     with servers.go_server(go_binary, certs, workdir) as go:
         runs = [_sat(go, certs, body, seconds, conns) for _ in range(2)]
     best = max(runs, key=lambda r: r["rps"])
-    return {"rps": best["rps"], "latency_ms": best["latency_ms"], "connections": conns,
-            "note": "closed loop against the Go allow-all server on the same 2 cores (a lower bound)"}
+    return {
+        "rps": best["rps"],
+        "latency_ms": best["latency_ms"],
+        "connections": conns,
+        "note": "closed loop against the Go allow-all server on the same 2 cores (a lower bound)",
+    }
 
 
 def keepalive_vs_close(certs, workdir, body, workers, rounds, seconds, conns, rate) -> dict:
@@ -99,8 +103,9 @@ def keepalive_vs_close(certs, workdir, body, workers, rounds, seconds, conns, ra
 
 
 def threads_sweep(certs, workdir, body, workers, threads_list, rounds, seconds, conns, rate) -> dict:
-    started = [servers.bench_server("project", certs, workdir, workers, "gthread", threads=t).start()
-               for t in threads_list]
+    started = [
+        servers.bench_server("project", certs, workdir, workers, "gthread", threads=t).start() for t in threads_list
+    ]
     rows = {t: {"rps": [], "p99": [], "cpu": []} for t in threads_list}
     try:
         for r in range(rounds):
@@ -115,37 +120,57 @@ def threads_sweep(certs, workdir, body, workers, threads_list, rounds, seconds, 
     finally:
         for s in started:
             s.stop()
-    return {"workers": workers, "rate": rate, "rounds": rounds,
-            "threads": {t: {"rps": _median(v["rps"]), "cpu_us_per_request": _median(v["cpu"]),
-                            f"p99_ms_at_{rate}": _median(v["p99"])} for t, v in rows.items()}}
+    return {
+        "workers": workers,
+        "rate": rate,
+        "rounds": rounds,
+        "threads": {
+            t: {
+                "rps": _median(v["rps"]),
+                "cpu_us_per_request": _median(v["cpu"]),
+                f"p99_ms_at_{rate}": _median(v["p99"]),
+            }
+            for t, v in rows.items()
+        },
+    }
 
 
 def answer_size(certs, workdir, body, workers, rounds, seconds, conns) -> dict:
     """Saturation of the floor, the floor sending our answer's patch and warnings for
     ``body`` (floor_app --response), and our app, alternated round by round."""
     response_file = servers.our_response_file(json.loads(body), workdir)
-    apps = {"floor": servers.bench_server("floor", certs, workdir, workers),
-            "floor sending our answer": servers.bench_server("floor", certs, workdir, workers,
-                                                             response_file=response_file),
-            "gpu-rightsizer": servers.project_server(certs, workdir, workers)}
+    apps = {
+        "floor": servers.bench_server("floor", certs, workdir, workers),
+        "floor sending our answer": servers.bench_server("floor", certs, workdir, workers, response_file=response_file),
+        "gpu-rightsizer": servers.project_server(certs, workdir, workers),
+    }
     runs: dict[str, list[dict]] = {name: [] for name in apps}
     for server in apps.values():
         server.start()
     try:
         for r in range(rounds):
-            for name in (list(apps) if r % 2 == 0 else list(reversed(apps))):
+            for name in list(apps) if r % 2 == 0 else list(reversed(apps)):
                 runs[name].append(_sat(apps[name], certs, body, seconds, conns))
     finally:
         for server in apps.values():
             server.stop()
     floor = runs["floor"]
-    return {"workers": workers, "rounds": rounds, "answer_bytes": len(response_file.read_bytes()),
-            "apps": {name: {"rps": _median([x["rps"] for x in v]),
-                            "cpu_us_per_request": _median([x["server_cpu_us_per_request"] for x in v]),
-                            "rps_over_floor": _median([x["rps"] / f["rps"] for x, f in zip(v, floor)]),
-                            "cpu_floor_over_this": _median([f["server_cpu_us_per_request"] / x["server_cpu_us_per_request"]
-                                                            for x, f in zip(v, floor)])}
-                     for name, v in runs.items()}}
+    return {
+        "workers": workers,
+        "rounds": rounds,
+        "answer_bytes": len(response_file.read_bytes()),
+        "apps": {
+            name: {
+                "rps": _median([x["rps"] for x in v]),
+                "cpu_us_per_request": _median([x["server_cpu_us_per_request"] for x in v]),
+                "rps_over_floor": _median([x["rps"] / f["rps"] for x, f in zip(v, floor)]),
+                "cpu_floor_over_this": _median(
+                    [f["server_cpu_us_per_request"] / x["server_cpu_us_per_request"] for x, f in zip(v, floor)]
+                ),
+            }
+            for name, v in runs.items()
+        },
+    }
 
 
 def _saturation(project, floor, certs, body, rounds, seconds, conns) -> dict:
@@ -195,11 +220,17 @@ def compare(certs, workdir, body, workers, rounds, sat_seconds, rate_seconds, ra
         if distinct:
             sat_new = _saturation(project, floor, certs, distinct, rounds, sat_seconds, conns)
             half_new = _at_rate(project, floor, certs, distinct, half, max(3, rounds - 2), rate_seconds, conns)
-            every_pod_new = {"pods": len(distinct), "saturation": sat_new, "half_floor_rate": half,
-                             "at_half": half_new,
-                             "targets": {"throughput_met": sat_new["ratio_median"] >= THROUGHPUT_TARGET,
-                                         "p99_ratio_at_half": half_new["p99_ratio_median"],
-                                         "p99_met": half_new["p99_ratio_median"] <= P99_TARGET}}
+            every_pod_new = {
+                "pods": len(distinct),
+                "saturation": sat_new,
+                "half_floor_rate": half,
+                "at_half": half_new,
+                "targets": {
+                    "throughput_met": sat_new["ratio_median"] >= THROUGHPUT_TARGET,
+                    "p99_ratio_at_half": half_new["p99_ratio_median"],
+                    "p99_met": half_new["p99_ratio_median"] <= P99_TARGET,
+                },
+            }
     ratio = saturation["ratio_median"]
     return {
         "workers": workers,
@@ -231,8 +262,15 @@ def plot(data: dict, path: Path) -> None:
         for who, style in (("project", "-"), ("floor", "--")):
             for q, color in (("p50", "tab:blue"), ("p90", "tab:green"), ("p99", "tab:red")):
                 ys = [run["rates"][r][who]["latency_ms"][q] for r in rates]
-                ax.plot([float(r) for r in rates], ys, style, color=color, marker="o", markersize=3,
-                        label=f"{'gpu-rightsizer' if who == 'project' else 'allow-all floor'} {q}")
+                ax.plot(
+                    [float(r) for r in rates],
+                    ys,
+                    style,
+                    color=color,
+                    marker="o",
+                    markersize=3,
+                    label=f"{'gpu-rightsizer' if who == 'project' else 'allow-all floor'} {q}",
+                )
         ax.set_yscale("log")
         ax.set_xlabel("offered load (reviews/s)")
         ax.set_ylabel("latency from due time (ms)")
@@ -245,22 +283,40 @@ def plot(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
-SATURATION_HEADERS = ["workers", "ours rps (median)", "floor rps (median)", "ratio median (rounds)", ">= 0.9",
-                      "ours server CPU us/req", "floor server CPU us/req", "CPU ratio floor/ours (rounds)",
-                      "half-floor rate", "ours p99 ms", "floor p99 ms", "p99 ratio (median)", "<= 1.15"]
+SATURATION_HEADERS = [
+    "workers",
+    "ours rps (median)",
+    "floor rps (median)",
+    "ratio median (rounds)",
+    ">= 0.9",
+    "ours server CPU us/req",
+    "floor server CPU us/req",
+    "CPU ratio floor/ours (rounds)",
+    "half-floor rate",
+    "ours p99 ms",
+    "floor p99 ms",
+    "p99 ratio (median)",
+    "<= 1.15",
+]
 
 
 def _saturation_row(workers: int, s: dict, t: dict, half_rate: int, at_half: dict) -> list:
     """One row of a saturation table: ``s`` from _saturation, ``t`` its targets,
     ``at_half`` the _at_rate result at half the floor's saturation rate."""
     return [
-        workers, s["project_rps_median"], s["floor_rps_median"],
+        workers,
+        s["project_rps_median"],
+        s["floor_rps_median"],
         f"{s['ratio_median']:.2f} ({', '.join(f'{x:.2f}' for x in s['ratio_rounds'])})",
         "met" if t["throughput_met"] else "NOT met",
-        s["project_cpu_us_per_request_median"], s["floor_cpu_us_per_request_median"],
+        s["project_cpu_us_per_request_median"],
+        s["floor_cpu_us_per_request_median"],
         f"{s['cpu_ratio_median']:.2f} ({', '.join(f'{x:.2f}' for x in s['cpu_ratio_rounds'])})",
-        half_rate, at_half["project"]["latency_ms"]["p99"], at_half["floor"]["latency_ms"]["p99"],
-        f"{t['p99_ratio_at_half']:.2f}", "met" if t["p99_met"] else "NOT met",
+        half_rate,
+        at_half["project"]["latency_ms"]["p99"],
+        at_half["floor"]["latency_ms"]["p99"],
+        f"{t['p99_ratio_at_half']:.2f}",
+        "met" if t["p99_met"] else "NOT met",
     ]
 
 
@@ -275,14 +331,27 @@ def markdown(data: dict) -> str:
         "### Saturation throughput (closed loop), paired rounds: the typical pod, the same each time "
         "(a controller's replicas; answered from the decision memo after its second sighting)\n",
     ]
-    rows = [_saturation_row(run["workers"], run["saturation"], run["targets"], run["half_floor_rate"],
-                            run["rates"][run["half_floor_rate"]]) for run in data["compare"]]
+    rows = [
+        _saturation_row(
+            run["workers"],
+            run["saturation"],
+            run["targets"],
+            run["half_floor_rate"],
+            run["rates"][run["half_floor_rate"]],
+        )
+        for run in data["compare"]
+    ]
     lines.append(md_table(SATURATION_HEADERS, rows))
-    new_rows = [_saturation_row(run["workers"], e["saturation"], e["targets"], e["half_floor_rate"], e["at_half"])
-                for run in data["compare"] if (e := run.get("every_pod_new"))]
+    new_rows = [
+        _saturation_row(run["workers"], e["saturation"], e["targets"], e["half_floor_rate"], e["at_half"])
+        for run in data["compare"]
+        if (e := run.get("every_pod_new"))
+    ]
     if new_rows:
-        lines.append(f"\n### Every pod distinct ({data['compare'][0]['every_pod_new']['pods']} pods in turn, "
-                     "each decided afresh: no decision-memo hit), paired rounds\n")
+        lines.append(
+            f"\n### Every pod distinct ({data['compare'][0]['every_pod_new']['pods']} pods in turn, "
+            "each decided afresh: no decision-memo hit), paired rounds\n"
+        )
         lines.append(md_table(SATURATION_HEADERS, new_rows))
     lines.append("\n### Latency at fixed offered rates (open loop, ms from due time; middle round)\n")
     rows = []
@@ -291,46 +360,120 @@ def markdown(data: dict) -> str:
             r = run["rates"][rate]
             for who in ("project", "floor"):
                 lat = r[who]["latency_ms"]
-                rows.append([run["workers"], rate, "gpu-rightsizer" if who == "project" else "floor",
-                             r[who]["rps"], lat["p50"], lat["p90"], lat["p99"], lat["max"], r[who]["errors"],
-                             "yes" if r[who]["overloaded"] else ""])
-    lines.append(md_table(["workers", "offered rps", "server", "achieved rps", "p50", "p90", "p99", "max",
-                           "errors", "overloaded"], rows))
+                rows.append(
+                    [
+                        run["workers"],
+                        rate,
+                        "gpu-rightsizer" if who == "project" else "floor",
+                        r[who]["rps"],
+                        lat["p50"],
+                        lat["p90"],
+                        lat["p99"],
+                        lat["max"],
+                        r[who]["errors"],
+                        "yes" if r[who]["overloaded"] else "",
+                    ]
+                )
+    lines.append(
+        md_table(
+            ["workers", "offered rps", "server", "achieved rps", "p50", "p90", "p99", "max", "errors", "overloaded"],
+            rows,
+        )
+    )
     if data.get("keepalive"):
         k = data["keepalive"]
         rate = k["rate"]
-        lines.append(f"\n### Keep-alive (gthread) vs connection per request (sync worker), {k['workers']} workers, "
-                     f"median of {k['rounds']} paired rounds\n")
+        lines.append(
+            f"\n### Keep-alive (gthread) vs connection per request (sync worker), {k['workers']} workers, "
+            f"median of {k['rounds']} paired rounds\n"
+        )
         rows = []
         for app, v in k["apps"].items():
-            rows.append([app, v["gthread_rps"], v["sync_rps"], f"{v['sync_over_gthread_rps']:.2f}",
-                         v["gthread_cpu_us_per_request"], v["sync_cpu_us_per_request"],
-                         v["gthread_connects"], v["sync_connects"],
-                         v[f"gthread_p50_ms_at_{rate}"], v[f"sync_p50_ms_at_{rate}"],
-                         v[f"gthread_p99_ms_at_{rate}"], v[f"sync_p99_ms_at_{rate}"]])
-        lines.append(md_table(["app", "gthread rps", "sync rps", "sync/gthread", "server CPU us/req (gthread)",
-                               "server CPU us/req (sync)", "TLS connects (gthread)",
-                               "TLS connects (sync)", f"gthread p50 @{rate}", f"sync p50 @{rate}",
-                               f"gthread p99 @{rate}", f"sync p99 @{rate}"], rows))
+            rows.append(
+                [
+                    app,
+                    v["gthread_rps"],
+                    v["sync_rps"],
+                    f"{v['sync_over_gthread_rps']:.2f}",
+                    v["gthread_cpu_us_per_request"],
+                    v["sync_cpu_us_per_request"],
+                    v["gthread_connects"],
+                    v["sync_connects"],
+                    v[f"gthread_p50_ms_at_{rate}"],
+                    v[f"sync_p50_ms_at_{rate}"],
+                    v[f"gthread_p99_ms_at_{rate}"],
+                    v[f"sync_p99_ms_at_{rate}"],
+                ]
+            )
+        lines.append(
+            md_table(
+                [
+                    "app",
+                    "gthread rps",
+                    "sync rps",
+                    "sync/gthread",
+                    "server CPU us/req (gthread)",
+                    "server CPU us/req (sync)",
+                    "TLS connects (gthread)",
+                    "TLS connects (sync)",
+                    f"gthread p50 @{rate}",
+                    f"sync p50 @{rate}",
+                    f"gthread p99 @{rate}",
+                    f"sync p99 @{rate}",
+                ],
+                rows,
+            )
+        )
     if data.get("answer_size"):
         a = data["answer_size"]
-        lines.append(f"\n### The answer's size: the floor sending our {a['answer_bytes']}-byte answer (patch and "
-                     f"warnings), {a['workers']} workers, median of {a['rounds']} alternated rounds\n")
-        lines.append(md_table(["server", "saturation rps", "server CPU us/req", "rps / floor's (rounds' median)",
-                               "CPU per request, floor / this"],
-                              [[name, v["rps"], v["cpu_us_per_request"], f"{v['rps_over_floor']:.2f}",
-                                f"{v['cpu_floor_over_this']:.2f}"] for name, v in a["apps"].items()]))
+        lines.append(
+            f"\n### The answer's size: the floor sending our {a['answer_bytes']}-byte answer (patch and "
+            f"warnings), {a['workers']} workers, median of {a['rounds']} alternated rounds\n"
+        )
+        lines.append(
+            md_table(
+                [
+                    "server",
+                    "saturation rps",
+                    "server CPU us/req",
+                    "rps / floor's (rounds' median)",
+                    "CPU per request, floor / this",
+                ],
+                [
+                    [
+                        name,
+                        v["rps"],
+                        v["cpu_us_per_request"],
+                        f"{v['rps_over_floor']:.2f}",
+                        f"{v['cpu_floor_over_this']:.2f}",
+                    ]
+                    for name, v in a["apps"].items()
+                ],
+            )
+        )
     if data.get("threads"):
         t = data["threads"]
-        lines.append(f"\n### gthread threads per worker (ours, {t['workers']} workers, median of {t['rounds']} rounds)\n")
-        lines.append(md_table(["threads", "saturation rps", "server CPU us/req", f"p99 ms @{t['rate']} rps"],
-                              [[k, v["rps"], v["cpu_us_per_request"], v[f"p99_ms_at_{t['rate']}"]]
-                               for k, v in t["threads"].items()]))
+        lines.append(
+            f"\n### gthread threads per worker (ours, {t['workers']} workers, median of {t['rounds']} rounds)\n"
+        )
+        lines.append(
+            md_table(
+                ["threads", "saturation rps", "server CPU us/req", f"p99 ms @{t['rate']} rps"],
+                [[k, v["rps"], v["cpu_us_per_request"], v[f"p99_ms_at_{t['rate']}"]] for k, v in t["threads"].items()],
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
-def run(workers=(1, 2, 4), rounds=9, sat_seconds=1.5, rate_seconds=3.0, rates=(250, 500, 1000, 2000),
-        conns=16, stack_checks=True) -> dict:
+def run(
+    workers=(1, 2, 4),
+    rounds=9,
+    sat_seconds=1.5,
+    rate_seconds=3.0,
+    rates=(250, 500, 1000, 2000),
+    conns=16,
+    stack_checks=True,
+) -> dict:
     body = body_of(corpus()["single"])
     # More than the memo's window of sightings (webhook/admission/memo.py: 4 x 1024 per worker), so
     # no pod is seen twice in it.
@@ -353,11 +496,13 @@ def run(workers=(1, 2, 4), rounds=9, sat_seconds=1.5, rate_seconds=3.0, rates=(2
         for w in workers:
             result = compare(certs, workdir, body, w, rounds, sat_seconds, rate_seconds, rates, conns, distinct)
             data["compare"].append(result)
-            print(f"workers={w}: saturation ratio {result['saturation']['ratio_median']:.2f}, "
-                  f"p99 ratio at {result['half_floor_rate']} rps {result['targets']['p99_ratio_at_half']:.2f}; "
-                  f"every pod new: {result['every_pod_new']['saturation']['ratio_median']:.2f}, "
-                  f"p99 ratio {result['every_pod_new']['targets']['p99_ratio_at_half']:.2f}",
-                  flush=True)
+            print(
+                f"workers={w}: saturation ratio {result['saturation']['ratio_median']:.2f}, "
+                f"p99 ratio at {result['half_floor_rate']} rps {result['targets']['p99_ratio_at_half']:.2f}; "
+                f"every pod new: {result['every_pod_new']['saturation']['ratio_median']:.2f}, "
+                f"p99 ratio {result['every_pod_new']['targets']['p99_ratio_at_half']:.2f}",
+                flush=True,
+            )
     md = markdown(data)
     write_result("served", data, md)
     plot(data, RESULTS / "served-latency.png")

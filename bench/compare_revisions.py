@@ -60,9 +60,10 @@ def main() -> None:
         dirs = {rev: export(rev, Path(tmp) / rev.replace("/", "_")) for rev in (args.old, args.new)}
         runs = {rev: [] for rev in dirs}
         for r in range(args.rounds):
-            for rev in (list(dirs) if r % 2 == 0 else list(dirs)[::-1]):
-                out = subprocess.run([sys.executable, "-c", TIMER, str(dirs[rev]), str(ROOT)],
-                                     capture_output=True, text=True, check=True).stdout
+            for rev in list(dirs) if r % 2 == 0 else list(dirs)[::-1]:
+                out = subprocess.run(
+                    [sys.executable, "-c", TIMER, str(dirs[rev]), str(ROOT)], capture_output=True, text=True, check=True
+                ).stdout
                 runs[rev].append(json.loads(out))
     for kind in runs[args.old][0]:
         old = statistics.median(r[kind] for r in runs[args.old])

@@ -83,7 +83,10 @@ def _affinity(pod: dict) -> None:
         "nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term(z) for z in ("a", "b", "c")]},
             "preferredDuringSchedulingIgnoredDuringExecution": [
-                {"weight": 50, "preference": {"matchExpressions": [{"key": "spot", "operator": "NotIn", "values": ["true"]}]}}
+                {
+                    "weight": 50,
+                    "preference": {"matchExpressions": [{"key": "spot", "operator": "NotIn", "values": ["true"]}]},
+                }
             ],
         },
         "podAntiAffinity": {

@@ -66,7 +66,9 @@ def create_admit_only_app() -> Flask:
     @app.post("/admit")
     def admit_only() -> Response:
         review = rv.decode_review(request.environ["wsgi.input"].read())
-        return Response(orjson.dumps(rv.review_of(admit(review, PlainAnswers(policy)).response)), mimetype="application/json")
+        return Response(
+            orjson.dumps(rv.review_of(admit(review, PlainAnswers(policy)).response)), mimetype="application/json"
+        )
 
     app.view_functions["mutate"] = admit_only
     return app
@@ -100,8 +102,10 @@ def main() -> None:
     parser.add_argument("--key-file", required=True)
     parser.add_argument("--access-log", help="gunicorn access log file (to count requests)")
     parser.add_argument("--app-log-level", help="the project app's log level (default: gunicorn's, as serve does)")
-    parser.add_argument("--response", help="floor: a JSON object of fields to add to every response "
-                                           "(e.g. our recorded patch and warnings)")
+    parser.add_argument(
+        "--response",
+        help="floor: a JSON object of fields to add to every response (e.g. our recorded patch and warnings)",
+    )
     args = parser.parse_args()
     options = {
         "bind": f"{args.host}:{args.port}",

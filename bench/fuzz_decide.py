@@ -57,16 +57,70 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 - atheris' name
 # its first line. Half the time the mutator works on the structure instead: it replaces
 # or removes one node of the parsed document with a value from a pool of awkward ones.
 _AWKWARD = [
-    None, True, False, 0, 1, -1, 1.0, 1.5, 2**63 - 1, -(2**63), 1e308, "", "1", "7b", "1e309", "-1", "NaN",
-    "Infinity", "1Ei", "18Gi", "fp16", "true", "1g.20gb", "Pod", "CREATE", "\n", "\x00", "\u2028", "9" * 70,
-    "1" + " " * 60 + "x", [], [1], {}, {"a": 1}, ["x", {"y": None}],
+    None,
+    True,
+    False,
+    0,
+    1,
+    -1,
+    1.0,
+    1.5,
+    2**63 - 1,
+    -(2**63),
+    1e308,
+    "",
+    "1",
+    "7b",
+    "1e309",
+    "-1",
+    "NaN",
+    "Infinity",
+    "1Ei",
+    "18Gi",
+    "fp16",
+    "true",
+    "1g.20gb",
+    "Pod",
+    "CREATE",
+    "\n",
+    "\x00",
+    "\u2028",
+    "9" * 70,
+    "1" + " " * 60 + "x",
+    [],
+    [1],
+    {},
+    {"a": 1},
+    ["x", {"y": None}],
 ]
 _KEYS = [
-    "request", "uid", "kind", "operation", "object", "metadata", "annotations", "spec", "containers",
-    "initContainers", "resources", "limits", "requests", "nvidia.com/gpu", "affinity", "nodeAffinity",
-    "tolerations", "priorityClassName", "gpu-rightsizer.io/model-size", "gpu-rightsizer.io/gpu-memory",
-    "gpu-rightsizer.io/precision", "gpu-rightsizer.io/profile", "gpu-rightsizer.io/workload-class",
-    "gpu-rightsizer.io/skip", "subResource", "dryRun", "name",
+    "request",
+    "uid",
+    "kind",
+    "operation",
+    "object",
+    "metadata",
+    "annotations",
+    "spec",
+    "containers",
+    "initContainers",
+    "resources",
+    "limits",
+    "requests",
+    "nvidia.com/gpu",
+    "affinity",
+    "nodeAffinity",
+    "tolerations",
+    "priorityClassName",
+    "gpu-rightsizer.io/model-size",
+    "gpu-rightsizer.io/gpu-memory",
+    "gpu-rightsizer.io/precision",
+    "gpu-rightsizer.io/profile",
+    "gpu-rightsizer.io/workload-class",
+    "gpu-rightsizer.io/skip",
+    "subResource",
+    "dryRun",
+    "name",
 ]
 
 
@@ -118,7 +172,9 @@ def write_seeds(directory: Path) -> int:
 
     count = 0
     for capture in sorted((ROOT / "tests" / "fixtures" / "admission-reviews").glob("*.json")):
-        (directory / f"capture-{capture.stem}").write_bytes(json.dumps(json.loads(capture.read_text())["review"]).encode())
+        (directory / f"capture-{capture.stem}").write_bytes(
+            json.dumps(json.loads(capture.read_text())["review"]).encode()
+        )
         count += 1
     for case in all_cases():
         if len(case.body) <= MAX_SEED_BYTES:

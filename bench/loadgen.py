@@ -91,7 +91,7 @@ class Connection:
         if i < 0:
             raise RuntimeError(f"no Content-Length in response {status!r}")
         j = lower.index(b"\r\n", i + 2)
-        await self.reader.readexactly(int(head[i + 17:j]))
+        await self.reader.readexactly(int(head[i + 17 : j]))
         if b"\r\nconnection: close" in lower:
             self.close()
         return status
@@ -158,7 +158,12 @@ async def _open_loop(host, port, ctx, payloads, rate, seconds, conns, timeout) -
     for c in pool:
         c.close()
     out = tally.as_dict(elapsed)
-    out |= {"offered_rps": rate, "seconds": seconds, "connections": conns, "unfinished": total - out["completed"] - tally.errors}
+    out |= {
+        "offered_rps": rate,
+        "seconds": seconds,
+        "connections": conns,
+        "unfinished": total - out["completed"] - tally.errors,
+    }
     # Overloaded: the answers came in materially slower than they were offered.
     out["overloaded"] = out["completed"] < 0.97 * total or out["latency_ms"]["p50"] > 1000
     return out
@@ -187,13 +192,20 @@ async def _closed_loop(host, port, ctx, payloads, seconds, conns) -> dict:
     return tally.as_dict(elapsed) | {"seconds": seconds, "connections": conns}
 
 
-def open_loop(host: str, port: int, ca_file: str, body: bytes | list[bytes], rate: float, seconds: float,
-              conns: int = 16, timeout: float = 15.0) -> dict:
+def open_loop(
+    host: str,
+    port: int,
+    ca_file: str,
+    body: bytes | list[bytes],
+    rate: float,
+    seconds: float,
+    conns: int = 16,
+    timeout: float = 15.0,
+) -> dict:
     payloads = _payloads(host, port, body)
     return asyncio.run(_open_loop(host, port, client_context(ca_file), payloads, rate, seconds, conns, timeout))
 
 
-def closed_loop(host: str, port: int, ca_file: str, body: bytes | list[bytes], seconds: float,
-                conns: int = 16) -> dict:
+def closed_loop(host: str, port: int, ca_file: str, body: bytes | list[bytes], seconds: float, conns: int = 16) -> dict:
     payloads = _payloads(host, port, body)
     return asyncio.run(_closed_loop(host, port, client_context(ca_file), payloads, seconds, conns))

@@ -32,8 +32,9 @@ def main() -> None:
     parts["gc"] = gc_pauses
     print(sections[-1], flush=True)
     if args.quick:
-        served = bench_served.run((1, 2), rounds=5, sat_seconds=1.0, rate_seconds=1.5, rates=(250, 1000),
-                                  stack_checks=False)
+        served = bench_served.run(
+            (1, 2), rounds=5, sat_seconds=1.0, rate_seconds=1.5, rates=(250, 1000), stack_checks=False
+        )
     else:
         served = bench_served.run()
     sections.append(served.pop("markdown"))
@@ -48,7 +49,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(parts, indent=1, default=str))
     (RESULTS / "summary.md").write_text(
-        "# gpu-rightsizer benchmarks\n\n" + "\n".join(sections)
+        "# gpu-rightsizer benchmarks\n\n"
+        + "\n".join(sections)
         + f"\n![latency vs offered load](served-latency.png)\n\nTotal run time {parts['seconds']:.0f} s.\n"
     )
     print(f"results in {RESULTS}/ ({parts['seconds']:.0f} s)")

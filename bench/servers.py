@@ -50,8 +50,9 @@ class Server:
     def start(self, timeout: float = 60.0) -> Server:
         with open(self.log, "ab") as out:
             # Own process group, so stop() reaches gunicorn's workers too.
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         ctx = ssl.create_default_context(cafile=self.certs.ca)
         deadline = time.monotonic() + timeout
         while True:
@@ -109,21 +110,54 @@ class Server:
 def project_server(certs: Certs, workdir: Path, workers: int, port: int | None = None) -> Server:
     """`gpu-rightsizer serve` itself, with the shipped gunicorn config."""
     port = port or free_port()
-    argv = [str(BIN / "gpu-rightsizer"), "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", str(workers), "--cert-file", certs.cert, "--key-file", certs.key]
+    argv = [
+        str(BIN / "gpu-rightsizer"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--cert-file",
+        certs.cert,
+        "--key-file",
+        certs.key,
+    ]
     return Server(f"gpu-rightsizer serve (workers={workers})", argv, port, certs, workdir / f"project-{port}.log")
 
 
-def bench_server(app: str, certs: Certs, workdir: Path, workers: int, worker_class: str | None = None,
-                 threads: int | None = None, access_log: Path | None = None, port: int | None = None,
-                 response_file: Path | None = None) -> Server:
+def bench_server(
+    app: str,
+    certs: Certs,
+    workdir: Path,
+    workers: int,
+    worker_class: str | None = None,
+    threads: int | None = None,
+    access_log: Path | None = None,
+    port: int | None = None,
+    response_file: Path | None = None,
+) -> Server:
     """bench/floor_app.py: the allow-all floor (or our app) on the same gunicorn stack;
     ``response_file``: fields the floor adds to every answer (floor_app --response)."""
     port = port or free_port()
     # No worker class given: the one `serve` ships (webhook/serving/gunicorn_conf.py), for the
     # floor and the project alike.
-    argv = [sys.executable, "-m", "bench.floor_app", "--app", app, "--port", str(port),
-            "--workers", str(workers), "--cert-file", certs.cert, "--key-file", certs.key]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.floor_app",
+        "--app",
+        app,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--cert-file",
+        certs.cert,
+        "--key-file",
+        certs.key,
+    ]
     if worker_class:
         argv += ["--worker-class", worker_class]
     if worker_class == "sync":
@@ -162,13 +196,18 @@ def build_go_allow(out_dir: Path) -> Path:
     if not go:
         raise RuntimeError("go is not installed; the Go allow-all floor needs it")
     binary = out_dir / "goallow"
-    subprocess.run([go, "build", "-o", str(binary), str(HERE / "goallow" / "main.go")], check=True,
-                   cwd=HERE, env={**os.environ, "CGO_ENABLED": "0"})
+    subprocess.run(
+        [go, "build", "-o", str(binary), str(HERE / "goallow" / "main.go")],
+        check=True,
+        cwd=HERE,
+        env={**os.environ, "CGO_ENABLED": "0"},
+    )
     return binary
 
 
-def go_server(binary: Path, certs: Certs, workdir: Path, port: int | None = None,
-              response_file: Path | None = None) -> Server:
+def go_server(
+    binary: Path, certs: Certs, workdir: Path, port: int | None = None, response_file: Path | None = None
+) -> Server:
     port = port or free_port()
     argv = [str(binary), "-addr", f"127.0.0.1:{port}", "-cert", certs.cert, "-key", certs.key]
     if response_file:

@@ -104,20 +104,33 @@ def test_namespaced_objects_are_in_the_webhook_namespace(rendered, name):
 def test_kinds_per_kustomization(rendered):
     base = {o["kind"] for o in rendered["base"]}
     assert base >= {
-        "Namespace", "ServiceAccount", "Deployment", "PodDisruptionBudget", "Service", "ConfigMap",
-        "PriorityClass", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
+        "Namespace",
+        "ServiceAccount",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+        "ConfigMap",
+        "PriorityClass",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
     }
     assert {o["kind"] for o in rendered["overlays/self-signed"]} == base | {"Job"}
     cm = rendered["overlays/cert-manager"]
     assert {o["kind"] for o in cm} == (base - {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}) | {
-        "Issuer", "Certificate"
+        "Issuer",
+        "Certificate",
     }
     assert [o["metadata"]["name"] for o in cm if o["kind"] == "ServiceAccount"] == ["gpu-rightsizer"]
 
 
 def test_the_planners_role_only_reads_what_plan_in_cluster_lists(rendered):
     (role,) = [o for o in rendered["optional/planner"] if o["kind"] == "ClusterRole"]
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces", "pods", "nodes"], "verbs": ["get", "list"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces", "pods", "nodes"], "verbs": ["get", "list"]}
+    ]
     (binding,) = [o for o in rendered["optional/planner"] if o["kind"] == "ClusterRoleBinding"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-rightsizer-planner", "namespace": NAMESPACE}]
 
@@ -183,6 +196,7 @@ def test_deployment_is_restricted_and_read_only(rendered):
 
 def test_deployment_runs_the_shipped_thread_count(rendered):
     from webhook.serving import gunicorn_conf
+
     (deployment,) = [o for o in rendered["base"] if o["kind"] == "Deployment"]
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["GPU_RIGHTSIZER_THREADS"] == str(gunicorn_conf.threads) == "16"
@@ -250,12 +264,21 @@ def test_webhook_configuration(rendered):
     assert hook["failurePolicy"] in ("Fail", "Ignore")
     assert 1 <= hook["timeoutSeconds"] <= 30
     assert hook["rules"] == [
-        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"], "scope": "Namespaced"}
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
     ]
     svc = one(rendered["base"], "Service", "gpu-rightsizer")
     ref = hook["clientConfig"]["service"]
     assert (ref["name"], ref["namespace"], ref["port"], ref["path"]) == (
-        svc["metadata"]["name"], svc["metadata"]["namespace"], svc["spec"]["ports"][0]["port"], "/mutate"
+        svc["metadata"]["name"],
+        svc["metadata"]["namespace"],
+        svc["spec"]["ports"][0]["port"],
+        "/mutate",
     )
     exprs = hook["namespaceSelector"]["matchExpressions"]
     assert {"key": "gpu-rightsizer.io/enabled", "operator": "In", "values": ["true"]} in exprs
@@ -270,8 +293,11 @@ def _match_conditions(rendered) -> dict[str, str]:
 
 def _run_celcheck(celcheck: str, expressions: dict, objects: list[dict]) -> dict:
     done = subprocess.run(
-        [celcheck], input=json.dumps({"expressions": expressions, "objects": objects}),
-        capture_output=True, text=True, timeout=120,
+        [celcheck],
+        input=json.dumps({"expressions": expressions, "objects": objects}),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -287,8 +313,12 @@ def test_celcheck_rejects_what_the_api_server_rejects(celcheck):
     # variable are all refused, and an unguarded field errors at evaluation.
     out = _run_celcheck(
         celcheck,
-        {"int": "size(object.spec.containers)", "syntax": "object.spec.(", "var": "pod.spec != null",
-         "unguarded": "'x' in object.metadata.annotations"},
+        {
+            "int": "size(object.spec.containers)",
+            "syntax": "object.spec.(",
+            "var": "pod.spec != null",
+            "unguarded": "'x' in object.metadata.annotations",
+        },
         [{"metadata": {}}],
     )
     assert set(out["compileErrors"]) == {"int", "syntax", "var"}
@@ -315,7 +345,10 @@ CASES = [
     (_pod([{"name": "a", "resources": {"limits": {"nvidia.com/mig-1g.10gb": "1"}}}]), False),
     (_pod([{"name": "a", "resources": GPU}]), True),
     (_pod([{"name": "a", "resources": {"requests": {"nvidia.com/gpu": "2"}}}]), True),
-    (_pod([{"name": "a"}, {"name": "b", "resources": {"requests": {"cpu": "1"}, "limits": {"nvidia.com/gpu": 1}}}]), True),
+    (
+        _pod([{"name": "a"}, {"name": "b", "resources": {"requests": {"cpu": "1"}, "limits": {"nvidia.com/gpu": 1}}}]),
+        True,
+    ),
     (_pod([{"name": "a"}], init=[{"name": "i", "resources": GPU}]), True),
     (_pod([{"name": "a"}], init=[{"name": "i"}]), False),
     (_pod([{"name": "a", "resources": GPU}], annotations={}), True),
@@ -342,22 +375,30 @@ def test_match_conditions_select_gpu_pods_not_skipped(rendered, celcheck):
 _resources = st.fixed_dictionaries(
     {},
     optional={
-        "limits": st.dictionaries(st.sampled_from(["cpu", "memory", "nvidia.com/gpu", "nvidia.com/mig-1g.10gb"]),
-                                  st.sampled_from(["1", "2", "0"]), max_size=3),
-        "requests": st.dictionaries(st.sampled_from(["cpu", "nvidia.com/gpu"]), st.sampled_from(["1", "0"]), max_size=2),
+        "limits": st.dictionaries(
+            st.sampled_from(["cpu", "memory", "nvidia.com/gpu", "nvidia.com/mig-1g.10gb"]),
+            st.sampled_from(["1", "2", "0"]),
+            max_size=3,
+        ),
+        "requests": st.dictionaries(
+            st.sampled_from(["cpu", "nvidia.com/gpu"]), st.sampled_from(["1", "0"]), max_size=2
+        ),
     },
 )
 _container = st.builds(
     lambda name, res: {"name": name, **({"resources": res} if res is not None else {})},
-    st.sampled_from(["a", "b", "c"]), st.none() | _resources,
+    st.sampled_from(["a", "b", "c"]),
+    st.none() | _resources,
 )
 _pods = st.builds(
     _pod,
     st.lists(_container, min_size=1, max_size=3),
     st.none() | st.lists(_container, max_size=2),
-    st.none() | st.dictionaries(
+    st.none()
+    | st.dictionaries(
         st.sampled_from(["gpu-rightsizer.io/skip", "gpu-rightsizer.io/model-size", "x"]),
-        st.sampled_from(["true", "false", "TRUE", "7b", ""]), max_size=3,
+        st.sampled_from(["true", "false", "TRUE", "7b", ""]),
+        max_size=3,
     ),
 )
 
@@ -389,7 +430,11 @@ def test_cert_manager_overlay_chain(rendered):
     ca_issuer = next(i for i in issuers.values() if "ca" in i["spec"])
     assert ca_issuer["spec"]["ca"]["secretName"] == ca["spec"]["secretName"]
     serving = next(c for c in certs.values() if not c["spec"].get("isCA"))
-    assert serving["spec"]["issuerRef"] == {"name": ca_issuer["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io"}
+    assert serving["spec"]["issuerRef"] == {
+        "name": ca_issuer["metadata"]["name"],
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
     assert serving["spec"]["secretName"] == "gpu-rightsizer-tls"
     assert serving["spec"]["dnsNames"] == service_dns_names("gpu-rightsizer", NAMESPACE)
     assert "server auth" in serving["spec"]["usages"]
@@ -423,10 +468,14 @@ def test_self_signed_job_installs_what_the_rest_uses(rendered):
         else:
             assert rule["verbs"] == ["create"]  # create cannot be limited by name
     crole = one(objs, "ClusterRole", "gpu-rightsizer-certs")
-    assert crole["rules"] == [{
-        "apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
-        "resourceNames": [flag["--webhook-config"]], "verbs": ["get", "patch"],
-    }]
+    assert crole["rules"] == [
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["mutatingwebhookconfigurations"],
+            "resourceNames": [flag["--webhook-config"]],
+            "verbs": ["get", "patch"],
+        }
+    ]
     cbinding = one(objs, "ClusterRoleBinding", "gpu-rightsizer-certs")
     assert cbinding["subjects"] == binding["subjects"]
     sc = pod["containers"][0]["securityContext"]

@@ -16,7 +16,8 @@ def test_only_settings_reads_the_environment():
     readers = [
         str(path.relative_to(ROOT))
         for path in SOURCES
-        if path.name != "settings.py" and re.search(r"os\.environ\.get|os\.getenv|os\.environ\[[^]]*\](?!\s*=)", path.read_text())
+        if path.name != "settings.py"
+        and re.search(r"os\.environ\.get|os\.getenv|os\.environ\[[^]]*\](?!\s*=)", path.read_text())
     ]
     assert readers == []
 

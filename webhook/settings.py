@@ -47,10 +47,16 @@ VARIABLES = (
     Variable(LOG_LEVEL, "info", "`serve`: log level (debug, info, warning, error)."),
     Variable(REQUEST_DEADLINE, "3", "`serve`: seconds a connection may spend on one request before it is shut."),
     Variable(RELOAD_SECONDS, "2", "`serve`: how often each worker checks the policy file and certificate."),
-    Variable(STATE_DIR, "(set by `serve`)", "Where workers keep the last policy that validated; `serve` "
-             "sets it to a private directory for its workers."),
-    Variable(METRICS_DIR, "(set by `serve`)", "prometheus-client's multiprocess directory; `serve` sets it "
-             "to a private directory for its workers."),
+    Variable(
+        STATE_DIR,
+        "(set by `serve`)",
+        "Where workers keep the last policy that validated; `serve` sets it to a private directory for its workers.",
+    ),
+    Variable(
+        METRICS_DIR,
+        "(set by `serve`)",
+        "prometheus-client's multiprocess directory; `serve` sets it to a private directory for its workers.",
+    ),
 )
 
 

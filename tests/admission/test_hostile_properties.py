@@ -44,7 +44,9 @@ json_values = st.recursive(
 )
 hostile_text = st.one_of(
     st.text(max_size=80),
-    st.sampled_from(["1e309", "-1", "NaN", "Infinity", "-0", "0x10", "1e-999999999", "7b\n", "\u0667b", " " * 50 + "7"]),
+    st.sampled_from(
+        ["1e309", "-1", "NaN", "Infinity", "-0", "0x10", "1e-999999999", "7b\n", "\u0667b", " " * 50 + "7"]
+    ),
     st.builds(lambda c, n: c * n, st.sampled_from(["\n", "\x00", "\u2028", "9", " "]), st.integers(1, 5000)),
 )
 ANNOTATIONS = [A + n for n in ("model-size", "gpu-memory", "precision", "profile", "workload-class", "skip")]
@@ -66,15 +68,29 @@ def _paths(value, prefix=()):
 _O = ("request", "object")
 _C0 = _O + ("spec", "containers", 0)
 KNOWN_PATHS = [
-    ("request", "kind"), ("request", "operation"), ("request", "subResource"), ("request", "dryRun"),
-    _O + ("metadata",), _O + ("metadata", "annotations"), _O + ("spec",), _O + ("spec", "containers"),
-    _O + ("spec", "initContainers"), _C0, _C0 + ("name",), _C0 + ("resources",), _C0 + ("resources", "limits"),
-    _C0 + ("resources", "requests"), _C0 + ("resources", "limits", "nvidia.com/gpu"),
-    _C0 + ("resources", "requests", "nvidia.com/gpu"), _O + ("spec", "affinity"),
+    ("request", "kind"),
+    ("request", "operation"),
+    ("request", "subResource"),
+    ("request", "dryRun"),
+    _O + ("metadata",),
+    _O + ("metadata", "annotations"),
+    _O + ("spec",),
+    _O + ("spec", "containers"),
+    _O + ("spec", "initContainers"),
+    _C0,
+    _C0 + ("name",),
+    _C0 + ("resources",),
+    _C0 + ("resources", "limits"),
+    _C0 + ("resources", "requests"),
+    _C0 + ("resources", "limits", "nvidia.com/gpu"),
+    _C0 + ("resources", "requests", "nvidia.com/gpu"),
+    _O + ("spec", "affinity"),
     _O + ("spec", "affinity", "nodeAffinity"),
     _O + ("spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution"),
     _O + ("spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"),
-    _O + ("spec", "tolerations"), _O + ("spec", "priorityClassName"), _O + ("spec", "priority"),
+    _O + ("spec", "tolerations"),
+    _O + ("spec", "priorityClassName"),
+    _O + ("spec", "priority"),
 ]
 
 

@@ -25,7 +25,10 @@ from webhook.core.policy import compile_policy, default_policy
 from webhook.serving.holder import PolicyHolder
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SERVICE_ACCOUNT_VOLUME = {"name": "kube-api-access-abcde", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
+SERVICE_ACCOUNT_VOLUME = {
+    "name": "kube-api-access-abcde",
+    "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]},
+}
 
 
 def _answer_tuple(answer):
@@ -82,13 +85,27 @@ def near_pods(draw):
     if draw(st.integers(0, 3)):
         base["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "1"
         base["metadata"].setdefault("annotations", {})["gpu-rightsizer.io/model-size"] = draw(
-            st.sampled_from(["1b", "7b", "13b", "30b"]))
+            st.sampled_from(["1b", "7b", "13b", "30b"])
+        )
     out = [base]
     for _ in range(draw(st.integers(2, 5))):
         donor = draw(pods())
         variant = copy.deepcopy(base)
-        part = draw(st.sampled_from(["annotations", "containers", "initContainers", "affinity", "tolerations",
-                                     "nodeSelector", "priorityClassName", "priority", "preemptionPolicy"]))
+        part = draw(
+            st.sampled_from(
+                [
+                    "annotations",
+                    "containers",
+                    "initContainers",
+                    "affinity",
+                    "tolerations",
+                    "nodeSelector",
+                    "priorityClassName",
+                    "priority",
+                    "preemptionPolicy",
+                ]
+            )
+        )
         home, source = ("metadata", donor["metadata"]) if part == "annotations" else ("spec", donor["spec"])
         if part in source:
             variant[home][part] = source[part]

@@ -23,53 +23,87 @@ from webhook.core.policy import compile_policy, default_policy
 A = "gpu-rightsizer.io/"
 POLICIES = [
     default_policy(),
-    compile_policy({
-        "pools": [
-            {"name": "a100", "gpuModel": "A100-40GB", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}},
-            {"name": "h200", "gpuModel": "H200-141GB"},
-        ],
-        "onOversize": "deny",
-        "onInvalidAnnotation": "ignore",
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "workloadClasses": {"inf": {"priorityClassName": "inf"}, "train": {"priorityClassName": "train", "priority": 10, "preemptionPolicy": "Never"}},
-        "defaultWorkloadClass": "inf",
-        "overridePriorityClass": True,
-    }),
+    compile_policy(
+        {
+            "pools": [
+                {
+                    "name": "a100",
+                    "gpuModel": "A100-40GB",
+                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"},
+                },
+                {"name": "h200", "gpuModel": "H200-141GB"},
+            ],
+            "onOversize": "deny",
+            "onInvalidAnnotation": "ignore",
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "workloadClasses": {
+                "inf": {"priorityClassName": "inf"},
+                "train": {"priorityClassName": "train", "priority": 10, "preemptionPolicy": "Never"},
+            },
+            "defaultWorkloadClass": "inf",
+            "overridePriorityClass": True,
+        }
+    ),
     # Inference sizing on both MIG strategies (README.md, "Sizing inference servers").
-    compile_policy({
-        "pools": [
-            {"name": "h100-single", "gpuModel": "H100-80GB", "strategy": "single",
-             "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "zone": "a"}},
-            {"name": "a100-mixed", "gpuModel": "A100-80GB"},
-        ],
-        "estimate": {"activationMiB": 1024, "runtimeOverheadMiB": 1024, "gpuMemoryUtilization": 0.85},
-        "nodeAffinity": [{"key": "nvidia.com/mig.capable", "operator": "In", "values": ["true"]}],
-    }),
+    compile_policy(
+        {
+            "pools": [
+                {
+                    "name": "h100-single",
+                    "gpuModel": "H100-80GB",
+                    "strategy": "single",
+                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "zone": "a"},
+                },
+                {"name": "a100-mixed", "gpuModel": "A100-80GB"},
+            ],
+            "estimate": {"activationMiB": 1024, "runtimeOverheadMiB": 1024, "gpuMemoryUtilization": 0.85},
+            "nodeAffinity": [{"key": "nvidia.com/mig.capable", "operator": "In", "values": ["true"]}],
+        }
+    ),
 ]
 
 names = st.from_regex(r"[a-z][a-z0-9]{0,8}", fullmatch=True)
 label_values = st.from_regex(r"[a-z0-9]{1,6}", fullmatch=True)
-requirement = st.fixed_dictionaries({
-    "key": st.sampled_from(["zone", "nvidia.com/mig.capable", "team"]),
-    "operator": st.just("In"),
-    "values": st.lists(label_values, min_size=1, max_size=2),
-})
+requirement = st.fixed_dictionaries(
+    {
+        "key": st.sampled_from(["zone", "nvidia.com/mig.capable", "team"]),
+        "operator": st.just("In"),
+        "values": st.lists(label_values, min_size=1, max_size=2),
+    }
+)
 term = st.fixed_dictionaries({"matchExpressions": st.lists(requirement, min_size=1, max_size=3)})
 affinity = st.one_of(
     st.none(),
-    st.fixed_dictionaries({
-        "nodeAffinity": st.fixed_dictionaries(
-            {"requiredDuringSchedulingIgnoredDuringExecution": st.fixed_dictionaries({"nodeSelectorTerms": st.lists(term, min_size=1, max_size=3)})},
-            optional={"preferredDuringSchedulingIgnoredDuringExecution": st.lists(
-                st.fixed_dictionaries({"weight": st.integers(1, 100), "preference": term}), max_size=2)},
-        )
-    }),
+    st.fixed_dictionaries(
+        {
+            "nodeAffinity": st.fixed_dictionaries(
+                {
+                    "requiredDuringSchedulingIgnoredDuringExecution": st.fixed_dictionaries(
+                        {"nodeSelectorTerms": st.lists(term, min_size=1, max_size=3)}
+                    )
+                },
+                optional={
+                    "preferredDuringSchedulingIgnoredDuringExecution": st.lists(
+                        st.fixed_dictionaries({"weight": st.integers(1, 100), "preference": term}), max_size=2
+                    )
+                },
+            )
+        }
+    ),
 )
 toleration = st.one_of(
-    st.fixed_dictionaries({"key": st.sampled_from(["nvidia.com/gpu", "dedicated"]), "operator": st.just("Exists")},
-                          optional={"effect": st.sampled_from(["NoSchedule", "NoExecute"])}),
-    st.fixed_dictionaries({"key": st.just("dedicated"), "operator": st.just("Equal"), "value": label_values,
-                           "effect": st.just("NoSchedule")}),
+    st.fixed_dictionaries(
+        {"key": st.sampled_from(["nvidia.com/gpu", "dedicated"]), "operator": st.just("Exists")},
+        optional={"effect": st.sampled_from(["NoSchedule", "NoExecute"])},
+    ),
+    st.fixed_dictionaries(
+        {
+            "key": st.just("dedicated"),
+            "operator": st.just("Equal"),
+            "value": label_values,
+            "effect": st.just("NoSchedule"),
+        }
+    ),
 )
 gpu = st.sampled_from([None, "1", "1", "1", "2", "4"])
 annotation_values = {
@@ -177,10 +211,20 @@ def test_patch_applies_gives_a_valid_pod_and_a_second_pass_is_a_no_op(pod, which
 
 
 @settings(max_examples=200, deadline=None)
-@given(a=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=3),
-                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet="a/~b", max_size=3), inner, max_size=3)),
-       b=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=3),
-                      lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet="a/~b", max_size=3), inner, max_size=3)))
+@given(
+    a=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet="a/~b", max_size=3), inner, max_size=3)
+        ),
+    ),
+    b=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet="a/~b", max_size=3), inner, max_size=3)
+        ),
+    ),
+)
 def test_diff_is_a_correct_json_patch_for_any_documents(a, b):
     doc = {"root": a}
     target = {"root": b}

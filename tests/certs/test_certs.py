@@ -45,7 +45,10 @@ def test_generate_makes_a_chain_for_the_service_names(tmp_path):
     cert, ca = _load(tmp_path / "tls.crt"), _load(tmp_path / "ca.crt")
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == [
-        "hook", "hook.team-a", "hook.team-a.svc", "hook.team-a.svc.cluster.local"
+        "hook",
+        "hook.team-a",
+        "hook.team-a.svc",
+        "hook.team-a.svc.cluster.local",
     ]
     assert cert.issuer == ca.subject
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
@@ -67,9 +70,19 @@ def test_generate_makes_a_chain_for_the_service_names(tmp_path):
 def test_openssl_verifies_the_chain_for_each_name(tmp_path, name):
     _generate(tmp_path)
     done = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(tmp_path / "ca.crt"), "-purpose", "sslserver",
-         "-verify_hostname", name, str(tmp_path / "tls.crt")],
-        capture_output=True, text=True,
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(tmp_path / "ca.crt"),
+            "-purpose",
+            "sslserver",
+            "-verify_hostname",
+            name,
+            str(tmp_path / "tls.crt"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -119,7 +132,8 @@ def test_ca_bundle_keeps_the_previous_ca_during_rotation():
     old, _ = new_bundle(NAMES)
     both = ca_bundle(new.ca_cert, old.ca_cert)
     assert x509.load_pem_x509_certificates(both) == [
-        x509.load_pem_x509_certificate(new.ca_cert), x509.load_pem_x509_certificate(old.ca_cert)
+        x509.load_pem_x509_certificate(new.ca_cert),
+        x509.load_pem_x509_certificate(old.ca_cert),
     ]
     assert ca_bundle(new.ca_cert, new.ca_cert) == new.ca_cert.strip() + b"\n"
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3651)

@@ -44,11 +44,25 @@ def test_mutate_patch_of_a_deployment_points_into_its_pod_template():
 
 def test_mutate_a_cronjob_reads_its_job_template():
     cronjob = {
-        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"},
-        "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {
-            "metadata": {"annotations": {"gpu-rightsizer.io/gpu-memory": "30Gi"}},
-            "spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
-        }}}},
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly"},
+        "spec": {
+            "schedule": "@daily",
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "metadata": {"annotations": {"gpu-rightsizer.io/gpu-memory": "30Gi"}},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {"name": "t", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+                            ],
+                        },
+                    }
+                }
+            },
+        },
     }
     result = cli("mutate", "-", "-o", "json", stdin=json.dumps(cronjob))
     assert result.returncode == 0, result.stderr
@@ -67,7 +81,11 @@ def test_a_refused_pod_exits_non_zero_with_the_webhooks_message():
 
 
 def test_multi_document_input_is_handled_document_by_document():
-    docs = (ROOT / "examples/llm-7b-pod.yaml").read_text() + "\n---\n" + (ROOT / "examples/llm-13b-deployment.yaml").read_text()
+    docs = (
+        (ROOT / "examples/llm-7b-pod.yaml").read_text()
+        + "\n---\n"
+        + (ROOT / "examples/llm-13b-deployment.yaml").read_text()
+    )
     result = cli("mutate", "-", stdin=docs)
     assert result.returncode == 0, result.stderr
     assert [d["kind"] for d in yaml.safe_load_all(result.stdout)] == ["Pod", "Deployment"]
@@ -90,7 +108,16 @@ def test_mutate_with_an_invalid_policy_names_the_field(tmp_path):
 def test_catalog_prints_every_model_and_real_memory():
     result = cli("catalog")
     assert result.returncode == 0
-    for key in ("A30-24GB", "A100-40GB", "A100-80GB", "H100-80GB", "H100-94GB", "H200-141GB", "B200-180GB", "RTX-PRO-6000-96GB"):
+    for key in (
+        "A30-24GB",
+        "A100-40GB",
+        "A100-80GB",
+        "H100-80GB",
+        "H100-94GB",
+        "H200-141GB",
+        "B200-180GB",
+        "RTX-PRO-6000-96GB",
+    ):
         assert key in result.stdout
     single = cli("catalog", "NVIDIA-H200")
     assert "1g.18gb" in single.stdout and "16.00" in single.stdout and "source:" in single.stdout

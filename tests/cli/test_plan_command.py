@@ -82,12 +82,22 @@ def test_no_input_is_a_usage_error(capsys):
 
 def test_big_fleet_report_draws_one_row_per_layout(tmp_path, capsys):
     manifest = tmp_path / "big.yaml"
-    manifest.write_text(yaml.safe_dump({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "many"},
-        "spec": {"replicas": 500, "template": {
-            "metadata": {"annotations": {"gpu-rightsizer.io/model-size": "3b"}},
-            "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": 1}}}]}}},
-    }))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "many"},
+                "spec": {
+                    "replicas": 500,
+                    "template": {
+                        "metadata": {"annotations": {"gpu-rightsizer.io/model-size": "3b"}},
+                        "spec": {"containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": 1}}}]},
+                    },
+                },
+            }
+        )
+    )
     assert main(["plan", str(manifest), "--report", str(tmp_path / "r")]) == 0
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["gpus_right_sized"] == 72 == data["lower_bound"]  # ceil(500 / 7)

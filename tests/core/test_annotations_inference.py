@@ -21,7 +21,9 @@ def test_context_length(text, tokens):
     assert ann.parse_context_length(text) == tokens
 
 
-@pytest.mark.parametrize("text", ["", "0", "0k", "8.5k", "8kb", "-8k", "8 k k", "16385k", "1e4", "８k", "8m", None, 8192])
+@pytest.mark.parametrize(
+    "text", ["", "0", "0k", "8.5k", "8kb", "-8k", "8 k k", "16385k", "1e4", "８k", "8m", None, 8192]
+)
 def test_context_length_rejects(text):
     with pytest.raises(ann.InvalidAnnotation) as err:
         ann.parse_context_length(text)
@@ -40,7 +42,9 @@ def test_max_concurrency_rejects(text):
         ann.parse_max_concurrency(text)
 
 
-@pytest.mark.parametrize("text,key", [("auto", "auto"), ("FP8", "fp8"), ("bf16", "bf16"), ("fp16", "fp16"), ("fp8_e5m2", "fp8_e5m2")])
+@pytest.mark.parametrize(
+    "text,key", [("auto", "auto"), ("FP8", "fp8"), ("bf16", "bf16"), ("fp16", "fp16"), ("fp8_e5m2", "fp8_e5m2")]
+)
 def test_kv_cache_dtype(text, key):
     assert ann.parse_kv_cache_dtype(text) == key
 
@@ -52,7 +56,16 @@ def test_kv_cache_dtype_rejects_with_the_list():
     assert "auto, fp16, bf16, fp8" in str(err.value)
 
 
-@pytest.mark.parametrize("text,value", [("0.9", Fraction(9, 10)), ("1", Fraction(1)), ("1.0", Fraction(1)), (".85", Fraction(17, 20)), ("0.000001", Fraction(1, 10**6))])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("0.9", Fraction(9, 10)),
+        ("1", Fraction(1)),
+        ("1.0", Fraction(1)),
+        (".85", Fraction(17, 20)),
+        ("0.000001", Fraction(1, 10**6)),
+    ],
+)
 def test_utilization(text, value):
     assert ann.parse_utilization(text) == value
 
@@ -65,7 +78,11 @@ def test_utilization_rejects(text):
 
 def test_architecture():
     assert ann.parse_architecture("layers=32,kv-heads=8,head-dim=128") == {"layers": 32, "kv-heads": 8, "head-dim": 128}
-    assert ann.parse_architecture(" head-dim = 64 , LAYERS=16,kv-heads=8") == {"layers": 16, "kv-heads": 8, "head-dim": 64}
+    assert ann.parse_architecture(" head-dim = 64 , LAYERS=16,kv-heads=8") == {
+        "layers": 16,
+        "kv-heads": 8,
+        "head-dim": 64,
+    }
 
 
 @pytest.mark.parametrize(
@@ -99,7 +116,14 @@ def test_model_rejects_with_the_table_and_a_safe_echo():
     assert len(message) < 700
 
 
-PARSERS = [ann.parse_context_length, ann.parse_max_concurrency, ann.parse_kv_cache_dtype, ann.parse_utilization, ann.parse_architecture, parse_model]
+PARSERS = [
+    ann.parse_context_length,
+    ann.parse_max_concurrency,
+    ann.parse_kv_cache_dtype,
+    ann.parse_utilization,
+    ann.parse_architecture,
+    parse_model,
+]
 
 
 @given(st.sampled_from(PARSERS), st.one_of(st.text(max_size=80), st.integers(), st.none(), st.floats()))

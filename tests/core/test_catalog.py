@@ -10,7 +10,13 @@ from tests.support.fixtures import mig_profile_table as table
 from webhook.core.catalog import builtin_catalog
 
 REQUIRED_MODELS = [
-    "A30-24GB", "A100-40GB", "A100-80GB", "H100-80GB", "H100-94GB", "H200-141GB", "B200-180GB",
+    "A30-24GB",
+    "A100-40GB",
+    "A100-80GB",
+    "H100-80GB",
+    "H100-94GB",
+    "H200-141GB",
+    "B200-180GB",
     "RTX-PRO-6000-96GB",
 ]
 _LGIP = re.compile(r"^\|\s+\d+\s+MIG (\S+)\s+(\d+)\s+\d+/(\d+)\s+([\d.]+)\s+\w+\s+\d+\s+(\d+)\s+\d+\s+\|$")
@@ -36,9 +42,7 @@ def parse_table(text: str) -> dict[str, dict]:
     return profiles
 
 
-@pytest.mark.parametrize(
-    "model_key, filename", [("H100-80GB", "h100-80gb-hbm3.txt"), ("H200-141GB", "h200-141gb.txt")]
-)
+@pytest.mark.parametrize("model_key, filename", [("H100-80GB", "h100-80gb-hbm3.txt"), ("H200-141GB", "h200-141gb.txt")])
 def test_catalog_agrees_with_tables_read_off_real_gpus(model_key, filename):
     real = parse_table(table(filename))
     model = builtin_catalog().models[model_key]

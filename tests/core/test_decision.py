@@ -64,7 +64,12 @@ def test_mixed_containers_rewrite_the_single_gpu_one_and_warn_about_the_other(po
 
 def test_init_containers_and_sidecars_count(policy):
     pod = gpu_pod({A + "model-size": "7b"})
-    sidecar = {"name": "warmup", "image": "x", "restartPolicy": "Always", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+    sidecar = {
+        "name": "warmup",
+        "image": "x",
+        "restartPolicy": "Always",
+        "resources": {"limits": {"nvidia.com/gpu": "1"}},
+    }
     pod["spec"]["initContainers"] = [sidecar]
     decision = decide(pod, policy)
     assert [(c.field, c.name) for c in decision.containers] == [("initContainers", "warmup"), ("containers", "server")]
@@ -122,9 +127,7 @@ def test_hostile_annotation_values_are_escaped_and_shortened(policy):
 
 
 def test_explicit_profile_overrides_sizing_and_uses_the_first_pool_offering_it():
-    policy = compile_policy(
-        {"pools": [{"name": "a", "gpuModel": "A100-80GB"}, {"name": "h", "gpuModel": "H100-80GB"}]}
-    )
+    policy = compile_policy({"pools": [{"name": "a", "gpuModel": "A100-80GB"}, {"name": "h", "gpuModel": "H100-80GB"}]})
     decision = decide(gpu_pod({A + "profile": "3g.40gb", A + "model-size": "1b"}), policy)
     assert (decision.pool.name, decision.profile.name) == ("a", "3g.40gb")
     assert "requested by annotation" in decision.message

@@ -42,8 +42,14 @@ def test_model_size_beats_model_for_the_core_estimate():
 def test_gpu_memory_beats_the_inference_estimate_but_everything_is_validated():
     need = estimate_need({**SERVING, ann.GPU_MEMORY: "10Gi"}, POLICY)
     assert need.bytes == 10 * 2**30 and need.utilization == 1
-    for name, bad in [(ann.CONTEXT_LENGTH, "8kk"), (ann.MAX_CONCURRENCY, "0"), (ann.KV_CACHE_DTYPE, "int8"),
-                      (ann.GPU_MEMORY_UTILIZATION, "1.5"), (ann.ARCHITECTURE, "layers=1"), (ann.MODEL, "nope")]:
+    for name, bad in [
+        (ann.CONTEXT_LENGTH, "8kk"),
+        (ann.MAX_CONCURRENCY, "0"),
+        (ann.KV_CACHE_DTYPE, "int8"),
+        (ann.GPU_MEMORY_UTILIZATION, "1.5"),
+        (ann.ARCHITECTURE, "layers=1"),
+        (ann.MODEL, "nope"),
+    ]:
         decision = decide(pod({**SERVING, ann.GPU_MEMORY: "10Gi", name: bad}), POLICY)
         assert decision.action == "deny", name
         assert name in decision.message and "expected" in decision.message
@@ -55,8 +61,10 @@ def test_inference_annotations_without_context_length_are_validated_too():
 
 
 def test_context_length_needs_an_architecture_and_params():
-    for given in ({ann.CONTEXT_LENGTH: "8k", ann.MODEL_SIZE: "7b"},
-                  {ann.CONTEXT_LENGTH: "8k", ann.ARCHITECTURE: "layers=32,kv-heads=8,head-dim=128"}):
+    for given in (
+        {ann.CONTEXT_LENGTH: "8k", ann.MODEL_SIZE: "7b"},
+        {ann.CONTEXT_LENGTH: "8k", ann.ARCHITECTURE: "layers=32,kv-heads=8,head-dim=128"},
+    ):
         decision = decide(pod(given), POLICY)
         assert decision.action == "deny"
         assert ann.CONTEXT_LENGTH in decision.message and ann.ARCHITECTURE in decision.message
@@ -95,6 +103,9 @@ def test_model_by_hugging_face_id(hf_id):
 def test_serving_settings_without_context_length_say_the_estimate_is_weights_only():
     need = estimate_need({ann.MODEL: "llama-3.1-8b", ann.MAX_CONCURRENCY: "4"}, POLICY)
     assert need.bytes == 19272626996
-    assert need.explanation == "8.03B params x 2 B (fp16) x 1.2 = 17.95 GiB (weights only: no gpu-rightsizer.io/context-length)"
+    assert (
+        need.explanation
+        == "8.03B params x 2 B (fp16) x 1.2 = 17.95 GiB (weights only: no gpu-rightsizer.io/context-length)"
+    )
     # model alone is the documented way to use the table's params: no note
     assert "weights only" not in estimate_need({ann.MODEL: "llama-3.1-8b"}, POLICY).explanation

@@ -41,7 +41,9 @@ def test_rename_only_where_the_old_key_was():
 
 def test_affinity_is_created_as_one_term_when_there_is_none():
     assert merge_required_node_affinity(None, [MIG]) == {
-        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [MIG]}]}}
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [MIG]}]}
+        }
     }
 
 
@@ -53,7 +55,11 @@ def test_affinity_is_anded_into_every_existing_term_never_added_as_a_new_term():
     affinity = {
         "nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": [zone_a]}, {"matchExpressions": [zone_b]}, {"matchFields": [fields]}]
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [zone_a]},
+                    {"matchExpressions": [zone_b]},
+                    {"matchFields": [fields]},
+                ]
             },
             "preferredDuringSchedulingIgnoredDuringExecution": preferred,
         },
@@ -74,8 +80,16 @@ def test_affinity_is_anded_into_every_existing_term_never_added_as_a_new_term():
 
 
 def test_an_empty_term_matches_no_node_and_stays_so():
-    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{}, {"matchExpressions": [PRODUCT]}]}}}
-    terms = merge_required_node_affinity(affinity, [MIG])["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{}, {"matchExpressions": [PRODUCT]}]
+            }
+        }
+    }
+    terms = merge_required_node_affinity(affinity, [MIG])["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
     assert terms == [{}, {"matchExpressions": [PRODUCT, MIG]}]
 
 
@@ -117,7 +131,9 @@ NAME_ONLY = WorkloadClass("bare", "bare", None, None, ())
 def test_priority_class_is_set_with_its_values_when_the_policy_knows_them():
     spec = {"priority": 0, "preemptionPolicy": "PreemptLowerPriority"}
     assert apply_priority_class(spec, INFERENCE, False) == {
-        "priorityClassName": "inf", "priority": 100000, "preemptionPolicy": "PreemptLowerPriority"
+        "priorityClassName": "inf",
+        "priority": 100000,
+        "preemptionPolicy": "PreemptLowerPriority",
     }
 
 
@@ -131,12 +147,15 @@ def test_an_existing_priority_class_is_kept_unless_overriding():
     assert apply_priority_class(spec, INFERENCE, False) is spec
     assert apply_priority_class(spec, INFERENCE, True)["priorityClassName"] == "inf"
     assert apply_priority_class({"priorityClassName": "inf", "priority": 100000}, INFERENCE, True) == {
-        "priorityClassName": "inf", "priority": 100000
+        "priorityClassName": "inf",
+        "priority": 100000,
     }
 
 
 def test_mutate_pod_end_to_end_keeps_what_it_does_not_own_and_is_schema_valid(policy):
-    pod = gpu_pod({A + "model-size": "7b"}, nodeSelector={"team": "ml"}, tolerations=[{"key": "a", "operator": "Exists"}])
+    pod = gpu_pod(
+        {A + "model-size": "7b"}, nodeSelector={"team": "ml"}, tolerations=[{"key": "a", "operator": "Exists"}]
+    )
     before = copy.deepcopy(pod)
     mutated = mutate_pod(pod, decide(pod, policy), policy)
     assert pod == before
@@ -160,11 +179,13 @@ def test_whole_gpu_only_annotates(policy):
 
 
 def test_workload_class_tolerations_are_added_too():
-    policy = compile_policy({
-        "pools": [{"name": "h", "gpuModel": "H100-80GB"}],
-        "workloadClasses": {"t": {"tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]}},
-        "defaultWorkloadClass": "t",
-    })
+    policy = compile_policy(
+        {
+            "pools": [{"name": "h", "gpuModel": "H100-80GB"}],
+            "workloadClasses": {"t": {"tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]}},
+            "defaultWorkloadClass": "t",
+        }
+    )
     pod = gpu_pod({A + "model-size": "7b"})
     mutated = mutate_pod(pod, decide(pod, policy), policy)
     assert mutated["spec"]["tolerations"] == [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]

@@ -39,7 +39,10 @@ SERVING = {ann.MODEL: "llama-3.1-8b", ann.PRECISION: "bf16", ann.CONTEXT_LENGTH:
 def review_with(annotations: dict) -> dict:
     review = copy.deepcopy(captured_review("pod-create"))
     pod = review["request"]["object"]
-    pod["metadata"]["annotations"] = {**{k: v for k, v in pod["metadata"]["annotations"].items() if not k.startswith(ann.PREFIX)}, **annotations}
+    pod["metadata"]["annotations"] = {
+        **{k: v for k, v in pod["metadata"]["annotations"].items() if not k.startswith(ann.PREFIX)},
+        **annotations,
+    }
     return review
 
 
@@ -51,7 +54,9 @@ def apply(review: dict, policy) -> tuple[dict, object]:
 
 
 def product_terms(pod: dict) -> list[list[dict]]:
-    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
     return [[e for e in t["matchExpressions"] if e["key"] == "nvidia.com/gpu.product"] for t in terms]
 
 
@@ -62,11 +67,18 @@ def test_single_strategy_keeps_the_resource_and_pins_the_product_label():
     assert outcome.result == "mutated"
     for part in ("limits", "requests"):
         amounts = mutated["spec"]["containers"][0]["resources"][part]
-        assert amounts["nvidia.com/gpu"] == review["request"]["object"]["spec"]["containers"][0]["resources"][part]["nvidia.com/gpu"]
+        assert (
+            amounts["nvidia.com/gpu"]
+            == review["request"]["object"]["spec"]["containers"][0]["resources"][part]["nvidia.com/gpu"]
+        )
         assert not any(k.startswith("nvidia.com/mig-") for k in amounts)
     # exactly one product requirement per term: the -MIG- value, never the plain product
-    assert product_terms(mutated) == [[{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3-MIG-3g.40gb"]}]]
-    expressions = mutated["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+    assert product_terms(mutated) == [
+        [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3-MIG-3g.40gb"]}]
+    ]
+    expressions = mutated["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"]
     assert {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["z1"]} in expressions
     assert {"key": "nvidia.com/mig.capable", "operator": "In", "values": ["true"]} in expressions
     assert mutated["spec"]["priorityClassName"] == "gpu-rightsizer-inference"
@@ -94,13 +106,22 @@ def test_second_pass_over_the_mutated_pod_is_a_no_op():
 def test_user_affinity_terms_each_get_the_pin_and_keep_their_own_choices():
     policy = parse_policy_yaml(SINGLE)
     review = review_with(SERVING)
-    review["request"]["object"]["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "rack", "operator": "In", "values": ["a"]}]},
-        {"matchExpressions": [{"key": "rack", "operator": "In", "values": ["b"]}]},
-    ]}}}
+    review["request"]["object"]["spec"]["affinity"] = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "rack", "operator": "In", "values": ["a"]}]},
+                    {"matchExpressions": [{"key": "rack", "operator": "In", "values": ["b"]}]},
+                ]
+            }
+        }
+    }
     mutated, _ = apply(review, policy)
     assert len(product_terms(mutated)) == 2
-    assert all(t == [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3-MIG-3g.40gb"]}] for t in product_terms(mutated))
+    assert all(
+        t == [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3-MIG-3g.40gb"]}]
+        for t in product_terms(mutated)
+    )
     kubernetes_validate.validate(mutated, K8S_VERSION, strict=True)
     again = copy.deepcopy(review)
     again["request"]["object"] = mutated
@@ -111,7 +132,9 @@ def test_product_defaults_to_the_models_first_alias_without_a_selector():
     policy = parse_policy_yaml("pools: [{name: a100, gpuModel: A100-40GB, strategy: single}]\n")
     mutated, _ = apply(review_with({ann.MODEL_SIZE: "7b"}), policy)
     # 7e9 x 2 x 1.2 = 15.65 GiB -> 3g.20gb (19.50 GiB) on an A100 40GB
-    assert product_terms(mutated) == [[{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-A100-SXM4-40GB-MIG-3g.20gb"]}]]
+    assert product_terms(mutated) == [
+        [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-A100-SXM4-40GB-MIG-3g.20gb"]}]
+    ]
 
 
 def test_mixed_strategy_is_unchanged():
@@ -119,7 +142,9 @@ def test_mixed_strategy_is_unchanged():
     mutated, _ = apply(review_with(SERVING), policy)
     limits = mutated["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/mig-3g.40gb"] == "1" and "nvidia.com/gpu" not in limits
-    assert product_terms(mutated) == [[{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]}]]
+    assert product_terms(mutated) == [
+        [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]}]
+    ]
     kubernetes_validate.validate(mutated, K8S_VERSION, strict=True)
 
 

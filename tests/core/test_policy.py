@@ -71,24 +71,51 @@ def bad(mutate) -> str:
     [
         (lambda d: d.update(pools=[]), "pools: List should have at least 1 item"),
         (lambda d: d.pop("pools"), "pools: Field required"),
-        (lambda d: d["pools"][0].update(gpuModel="V100"), "pools[0].gpuModel: 'V100' is not in the built-in catalog; accepted: A30-24GB"),
-        (lambda d: d["pools"][0].update(profiles=["1g.5gb", "9g.1gb"]), "pools[0].profiles[1]: '9g.1gb' is not a MIG profile of A100-40GB"),
+        (
+            lambda d: d["pools"][0].update(gpuModel="V100"),
+            "pools[0].gpuModel: 'V100' is not in the built-in catalog; accepted: A30-24GB",
+        ),
+        (
+            lambda d: d["pools"][0].update(profiles=["1g.5gb", "9g.1gb"]),
+            "pools[0].profiles[1]: '9g.1gb' is not a MIG profile of A100-40GB",
+        ),
         (lambda d: d["pools"][0].update(profiles=[]), "pools[0].profiles: must list at least one profile"),
         (lambda d: d["pools"][0].update(name="Bad_Name"), "pools[0].name: String should match pattern"),
         (lambda d: d["pools"].append(dict(d["pools"][0])), "pools[1].name: 'a100-40' is used by an earlier pool"),
         (lambda d: d["pools"][0].update(gpuModle="x"), "pools[0].gpuModle: Extra inputs are not permitted"),
-        (lambda d: d["estimate"].update(overheadFactor=0.5), "estimate.overheadFactor: Input should be greater than or equal to 1"),
-        (lambda d: d["estimate"].update(overheadFactor="1.2"), "estimate.overheadFactor: Input should be a valid number"),
-        (lambda d: d["estimate"].update(defaultPrecision="fp64"), "estimate.defaultPrecision: Value error, 'fp64' is not a precision"),
+        (
+            lambda d: d["estimate"].update(overheadFactor=0.5),
+            "estimate.overheadFactor: Input should be greater than or equal to 1",
+        ),
+        (
+            lambda d: d["estimate"].update(overheadFactor="1.2"),
+            "estimate.overheadFactor: Input should be a valid number",
+        ),
+        (
+            lambda d: d["estimate"].update(defaultPrecision="fp64"),
+            "estimate.defaultPrecision: Value error, 'fp64' is not a precision",
+        ),
         (lambda d: d.update(onOversize="panic"), "onOversize: Input should be 'whole-gpu' or 'deny'"),
         (lambda d: d.update(onInvalidAnnotation="warn"), "onInvalidAnnotation: Input should be 'deny' or 'ignore'"),
         (lambda d: d["nodeAffinity"][0].update(operator="Like"), "nodeAffinity[0].operator: Input should be"),
-        (lambda d: d["nodeAffinity"][0].update(values=[]), "nodeAffinity[0].values: operator In needs at least one value"),
+        (
+            lambda d: d["nodeAffinity"][0].update(values=[]),
+            "nodeAffinity[0].values: operator In needs at least one value",
+        ),
         (lambda d: d["tolerations"][0].update(effect="Sometimes"), "tolerations[0].effect: Input should be"),
         (lambda d: d["tolerations"][0].update(value="x"), "tolerations[0].value: operator Exists takes no value"),
-        (lambda d: d.update(defaultWorkloadClass="batch"), "defaultWorkloadClass: 'batch' is not a key of workloadClasses; accepted: inference, training"),
-        (lambda d: d["workloadClasses"]["training"].update(priority=5, priorityClassName=None), "workloadClasses.training"),
-        (lambda d: d["workloadClasses"]["inference"].update(preemptionPolicy="Sometimes"), "workloadClasses.inference.preemptionPolicy: Input should be"),
+        (
+            lambda d: d.update(defaultWorkloadClass="batch"),
+            "defaultWorkloadClass: 'batch' is not a key of workloadClasses; accepted: inference, training",
+        ),
+        (
+            lambda d: d["workloadClasses"]["training"].update(priority=5, priorityClassName=None),
+            "workloadClasses.training",
+        ),
+        (
+            lambda d: d["workloadClasses"]["inference"].update(preemptionPolicy="Sometimes"),
+            "workloadClasses.inference.preemptionPolicy: Input should be",
+        ),
         (lambda d: d.update(overridePriorityClass="yes"), "overridePriorityClass: Input should be a valid boolean"),
         (lambda d: d.update(surprise=1), "surprise: Extra inputs are not permitted"),
     ],
@@ -115,6 +142,13 @@ def test_profiles_are_kept_in_catalog_order_whatever_the_file_says():
 
 
 def test_profile_lookup_goes_to_the_first_pool_offering_it():
-    policy = compile_policy({"pools": [{"name": "a", "gpuModel": "H100-80GB", "profiles": ["7g.80gb"]}, {"name": "b", "gpuModel": "H100-80GB"}]})
+    policy = compile_policy(
+        {
+            "pools": [
+                {"name": "a", "gpuModel": "H100-80GB", "profiles": ["7g.80gb"]},
+                {"name": "b", "gpuModel": "H100-80GB"},
+            ]
+        }
+    )
     assert policy.pool_by_profile["7g.80gb"][0].name == "a"
     assert policy.pool_by_profile["1g.10gb"][0].name == "b"

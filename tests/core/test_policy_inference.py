@@ -23,7 +23,9 @@ def test_defaults():
 
 
 def test_values_are_read_exactly():
-    policy = parse_policy_yaml(POOLS + "estimate: {activationMiB: 0, runtimeOverheadMiB: 2048, gpuMemoryUtilization: 0.95}\n")
+    policy = parse_policy_yaml(
+        POOLS + "estimate: {activationMiB: 0, runtimeOverheadMiB: 2048, gpuMemoryUtilization: 0.95}\n"
+    )
     assert (policy.activation_mib, policy.runtime_overhead_mib) == (0, 2048)
     assert policy.gpu_memory_utilization == Fraction(19, 20)
     assert parse_policy_yaml(POOLS + "estimate: {gpuMemoryUtilization: 1}\n").gpu_memory_utilization == 1

@@ -19,19 +19,29 @@ from webhook.core.quantity import parse_quantity
 SUFFIXES = ["", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u"]
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("40Gi", Decimal(40 * 2**30)), ("500m", Decimal("0.5")), ("1", Decimal(1)), ("1.5G", Decimal(1_500_000_000)),
-    ("2e3", Decimal(2000)), (7, Decimal(7)),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("40Gi", Decimal(40 * 2**30)),
+        ("500m", Decimal("0.5")),
+        ("1", Decimal(1)),
+        ("1.5G", Decimal(1_500_000_000)),
+        ("2e3", Decimal(2000)),
+        (7, Decimal(7)),
+    ],
+)
 def test_known_quantities(text, value):
     assert parse_quantity(text) == value
 
 
-@given(st.one_of(
-    st.tuples(st.decimals(min_value=0, max_value=10**6, places=3, allow_nan=False), st.sampled_from(SUFFIXES))
-    .map(lambda t: f"{t[0]}{t[1]}"),
-    st.text(max_size=12),
-))
+@given(
+    st.one_of(
+        st.tuples(st.decimals(min_value=0, max_value=10**6, places=3, allow_nan=False), st.sampled_from(SUFFIXES)).map(
+            lambda t: f"{t[0]}{t[1]}"
+        ),
+        st.text(max_size=12),
+    )
+)
 def test_the_same_answers_and_errors_as_the_kubernetes_package(text):
     try:
         expected = package_parse_quantity(text)
@@ -97,10 +107,15 @@ def _zipped_layout(base: Path) -> list[Path]:
     return [archive]
 
 
-@pytest.mark.parametrize(("layout", "package_imported"), [
-    (_source_layout, False), (_bytecode_only_layout, False), (_namespace_split_layout, False),
-    (_zipped_layout, True),  # not a plain file: the usual import, same function
-])
+@pytest.mark.parametrize(
+    ("layout", "package_imported"),
+    [
+        (_source_layout, False),
+        (_bytecode_only_layout, False),
+        (_namespace_split_layout, False),
+        (_zipped_layout, True),  # not a plain file: the usual import, same function
+    ],
+)
 def test_the_installed_file_is_found_in_every_layout(tmp_path, layout, package_imported):
     # -S: no site-packages, so the layout built here is the only kubernetes there is
     # (webhook.core.quantity needs nothing but the standard library).

@@ -32,8 +32,7 @@ BUILD_OUTPUT_TAIL_LINES = 60
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "e2e: end-to-end test against a real Kubernetes control plane (slow)")
+    config.addinivalue_line("markers", "e2e: end-to-end test against a real Kubernetes control plane (slow)")
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -56,16 +55,23 @@ def build_control_plane() -> Path:
     """Run the build script; return the bin dir or fail the test with the output tail."""
     started = time.monotonic()
     try:
-        result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
-                                timeout=BUILD_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            ["bash", str(BUILD_SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_SECONDS,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as e:
         partial = _text(e.stdout) + _text(e.stderr)
-        pytest.fail(f"{BUILD_SCRIPT.name} timed out after {BUILD_TIMEOUT_SECONDS}s:\n{_tail(partial)}",
-                    pytrace=False)
+        pytest.fail(f"{BUILD_SCRIPT.name} timed out after {BUILD_TIMEOUT_SECONDS}s:\n{_tail(partial)}", pytrace=False)
     output = result.stdout + result.stderr
     if result.returncode != 0:
-        pytest.fail(f"{BUILD_SCRIPT.name} failed (exit {result.returncode}); "
-                    f"the e2e suite needs the real binaries:\n{_tail(output)}", pytrace=False)
+        pytest.fail(
+            f"{BUILD_SCRIPT.name} failed (exit {result.returncode}); "
+            f"the e2e suite needs the real binaries:\n{_tail(output)}",
+            pytrace=False,
+        )
     bin_dir = Path(result.stdout.strip().splitlines()[-1])
     print(f"\ncontrol plane binaries ready in {time.monotonic() - started:.1f}s: {bin_dir}")
     return bin_dir

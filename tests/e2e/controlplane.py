@@ -65,8 +65,9 @@ class KubectlError(subprocess.CalledProcessError):
 # --------------------------------------------------------------------------- utils
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0,
-             interval: float = 0.2, message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2, message: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns something truthy; return that value.
 
     Exceptions from the predicate count as "not yet" (the API server may still
@@ -133,14 +134,13 @@ class ServingCert:
 
 
 def _write_private_key(key, path: Path) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     path.chmod(0o600)
 
 
-def make_serving_cert(directory: Path | str,
-                      hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> ServingCert:
+def make_serving_cert(directory: Path | str, hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> ServingCert:
     """A CA and a TLS server cert for `hosts` (IPs or DNS names), made by the project's
     own certificate code (webhook/certs/bundle.py), for a webhook on loopback that
     kube-apiserver calls through clientConfig.url with caBundle = `ca_bundle_b64`."""
@@ -155,8 +155,9 @@ def make_service_account_keys(directory: Path) -> tuple[Path, Path]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private, public = directory / "sa.key", directory / "sa.pub"
     _write_private_key(key, private)
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return public, private
 
 
@@ -179,14 +180,20 @@ class ManagedProcess:
     log: Path
 
     @classmethod
-    def start(cls, name: str, argv: Sequence[str], log: Path,
-              env: Mapping[str, str] | None = None, cwd: Path | None = None) -> ManagedProcess:
+    def start(
+        cls, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> ManagedProcess:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as out:
-            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, cwd=cwd,
-                                    env=None if env is None else dict(env),
-                                    preexec_fn=_die_with_parent)
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=None if env is None else dict(env),
+                preexec_fn=_die_with_parent,
+            )
         return cls(name, proc, log)
 
     def __enter__(self) -> ManagedProcess:
@@ -198,8 +205,7 @@ class ManagedProcess:
     def check_alive(self) -> None:
         code = self.proc.poll()
         if code is not None:
-            raise ControlPlaneError(f"{self.name} exited with code {code}; last log lines:\n"
-                                    f"{_tail(self.log)}")
+            raise ControlPlaneError(f"{self.name} exited with code {code}; last log lines:\n{_tail(self.log)}")
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return f"--- {self.name} log, last {lines} lines ---\n{_tail(self.log, lines)}"
@@ -219,10 +225,12 @@ def stop_all(processes: Sequence[ManagedProcess], grace: float = STOP_GRACE_SECO
             p.proc.wait()
 
 
-def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0,
-                  process: ManagedProcess | None = None) -> None:
+def wait_for_port(
+    port: int, host: str = "127.0.0.1", timeout: float = 30.0, process: ManagedProcess | None = None
+) -> None:
     """Wait until something accepts TCP connections on host:port (failing fast if
     `process`, the one expected to listen, exits)."""
+
     def accepting() -> bool:
         if process is not None:
             process.check_alive()
@@ -240,8 +248,7 @@ class ControlPlane:
     which also carries its self-signed CA), workdir.
     """
 
-    def __init__(self, bin_dir: Path | str, startup_timeout: float = 90.0,
-                 keep_workdir: bool = False):
+    def __init__(self, bin_dir: Path | str, startup_timeout: float = 90.0, keep_workdir: bool = False):
         self.bin_dir = Path(bin_dir)
         self.startup_timeout = startup_timeout
         self.keep_workdir = keep_workdir
@@ -305,8 +312,9 @@ class ControlPlane:
         binary = self.bin_dir / name
         if not os.access(binary, os.X_OK):
             raise ControlPlaneError(f"{binary} is missing; run tests/e2e/build-control-plane.sh")
-        component = ManagedProcess.start(name, [str(binary), *args],
-                                         self.workdir / "logs" / f"{name}.log", cwd=self.workdir)
+        component = ManagedProcess.start(
+            name, [str(binary), *args], self.workdir / "logs" / f"{name}.log", cwd=self.workdir
+        )
         self.components.append(component)
         return component
 
@@ -315,15 +323,27 @@ class ControlPlane:
     def _start_etcd(self) -> str:
         client, peer = free_port(), free_port()
         url = f"http://127.0.0.1:{client}"
-        etcd = self._spawn("etcd", [
-            "--name", "e2e",
-            "--data-dir", str(self.workdir / "etcd"),
-            "--listen-client-urls", url, "--advertise-client-urls", url,
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"e2e=http://127.0.0.1:{peer}",
-            "--log-level", "warn",
-        ])
+        etcd = self._spawn(
+            "etcd",
+            [
+                "--name",
+                "e2e",
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                url,
+                "--advertise-client-urls",
+                url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"e2e=http://127.0.0.1:{peer}",
+                "--log-level",
+                "warn",
+            ],
+        )
 
         def healthy() -> bool:
             etcd.check_alive()
@@ -346,19 +366,35 @@ class ControlPlane:
         self.server = f"https://127.0.0.1:{port}"
         # The API server writes a self-signed serving cert (+ its CA) here.
         self.ca_file = certs / "apiserver.crt"
-        apiserver = self._spawn("kube-apiserver", [
-            "--etcd-servers", etcd_url,
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-            "--secure-port", str(port), "--cert-dir", str(certs),
-            "--service-account-issuer", "https://kubernetes.default.svc",
-            "--service-account-key-file", str(sa_pub),
-            "--service-account-signing-key-file", str(sa_key),
-            "--service-cluster-ip-range", SERVICE_CIDR,
-            "--authorization-mode", "RBAC",
-            "--token-auth-file", str(token_file),
-            # The default admission plugins (Priority, ServiceAccount,
-            # MutatingAdmissionWebhook, ValidatingAdmissionWebhook, ...) are used as is.
-        ])
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                "--etcd-servers",
+                etcd_url,
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(port),
+                "--cert-dir",
+                str(certs),
+                "--service-account-issuer",
+                "https://kubernetes.default.svc",
+                "--service-account-key-file",
+                str(sa_pub),
+                "--service-account-signing-key-file",
+                str(sa_key),
+                "--service-cluster-ip-range",
+                SERVICE_CIDR,
+                "--authorization-mode",
+                "RBAC",
+                "--token-auth-file",
+                str(token_file),
+                # The default admission plugins (Priority, ServiceAccount,
+                # MutatingAdmissionWebhook, ValidatingAdmissionWebhook, ...) are used as is.
+            ],
+        )
 
         def ready() -> bool:
             apiserver.check_alive()
@@ -369,9 +405,11 @@ class ControlPlane:
     def _write_kubeconfig(self) -> None:
         self.kubeconfig = self.workdir / "kubeconfig"
         config = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "e2e", "cluster": {
-                "server": self.server, "certificate-authority": str(self.ca_file)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "e2e", "cluster": {"server": self.server, "certificate-authority": str(self.ca_file)}}
+            ],
             "users": [{"name": "admin", "user": {"token": self.token}}],
             "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "admin"}}],
             "current-context": "e2e",
@@ -382,34 +420,55 @@ class ControlPlane:
     def _start_scheduler(self) -> None:
         k = str(self.kubeconfig)
         # --secure-port 0: no health endpoint to bind, so no port to pick.
-        self._spawn("kube-scheduler", [
-            "--kubeconfig", k, "--authentication-kubeconfig", k, "--authorization-kubeconfig", k,
-            "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0",
-        ])
+        self._spawn(
+            "kube-scheduler",
+            [
+                "--kubeconfig",
+                k,
+                "--authentication-kubeconfig",
+                k,
+                "--authorization-kubeconfig",
+                k,
+                "--leader-elect=false",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                "0",
+            ],
+        )
 
     def _start_controller_manager(self) -> None:
-        self._spawn("kube-controller-manager", [
-            "--kubeconfig", str(self.kubeconfig), "--leader-elect=false", "--secure-port", "0",
-            # No kubelets: node lifecycle would taint and evict the fake nodes, and the
-            # cloud/LB/route controllers have no cloud to talk to.
-            "--controllers",
-            "*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
-            "--service-account-private-key-file", str(self.sa_key),
-            "--root-ca-file", str(self.ca_file),
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--leader-elect=false",
+                "--secure-port",
+                "0",
+                # No kubelets: node lifecycle would taint and evict the fake nodes, and the
+                # cloud/LB/route controllers have no cloud to talk to.
+                "--controllers",
+                "*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                "--service-account-private-key-file",
+                str(self.sa_key),
+                "--root-ca-file",
+                str(self.ca_file),
+            ],
+        )
 
     # ---- API access
 
     def _get(self, path: str, timeout: float = 5.0) -> str:
         """GET an API path as admin, verifying the API server's cert."""
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
-        req = urllib.request.Request(self.server + path,
-                                     headers={"Authorization": f"Bearer {self.token}"})
+        req = urllib.request.Request(self.server + path, headers={"Authorization": f"Bearer {self.token}"})
         with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
             return r.read().decode()
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 60.0) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess:
         """Run the built kubectl against this cluster; stdout/stderr are text."""
         cmd = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
         result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
@@ -425,12 +484,10 @@ class ControlPlane:
         """`kubectl apply` the given manifests (dicts)."""
         return self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(list(objects)))
 
-    def wait_for_service_account(self, namespace: str, name: str = "default",
-                                 timeout: float = 30.0) -> None:
+    def wait_for_service_account(self, namespace: str, name: str = "default", timeout: float = 30.0) -> None:
         def exists() -> bool:
             self.check_alive()
-            return self.kubectl("get", "serviceaccount", name, "-n", namespace,
-                                check=False).returncode == 0
+            return self.kubectl("get", "serviceaccount", name, "-n", namespace, check=False).returncode == 0
 
         wait_for(exists, timeout, message=f"ServiceAccount {namespace}/{name}")
 
@@ -441,9 +498,13 @@ class ControlPlane:
 
     # ---- fake nodes
 
-    def make_fake_gpu_node(self, name: str, labels: Mapping[str, str] | None = None,
-                           taints: Sequence[Mapping[str, str]] = (),
-                           allocatable: Mapping[str, str] | None = None) -> dict:
+    def make_fake_gpu_node(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        taints: Sequence[Mapping[str, str]] = (),
+        allocatable: Mapping[str, str] | None = None,
+    ) -> dict:
         """Register a Ready Node with no kubelet behind it; return the stored Node.
 
         `allocatable` (e.g. {"nvidia.com/mig-1g.10gb": "2"}) is merged over
@@ -452,18 +513,32 @@ class ControlPlane:
         resources; the pods never run.
         """
         resources = {**DEFAULT_NODE_ALLOCATABLE, **(allocatable or {})}
-        self.apply({"apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name, "labels": dict(labels or {})},
-                    "spec": {"taints": [dict(t) for t in taints]}})
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": dict(labels or {})},
+                "spec": {"taints": [dict(t) for t in taints]},
+            }
+        )
         now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        status = {"status": {
-            "capacity": resources, "allocatable": resources,
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "fake node for e2e tests",
-                            "lastHeartbeatTime": now, "lastTransitionTime": now}],
-        }}
-        self.kubectl("patch", "node", name, "--subresource=status", "--type=merge",
-                     "-p", json.dumps(status))
+        status = {
+            "status": {
+                "capacity": resources,
+                "allocatable": resources,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "fake node for e2e tests",
+                        "lastHeartbeatTime": now,
+                        "lastTransitionTime": now,
+                    }
+                ],
+            }
+        }
+        self.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps(status))
         self._remove_not_ready_taint(name)
         return self.get_json("node", name)
 

@@ -23,9 +23,12 @@ def pod_manifest(name: str, namespace: str, limits: dict | None = None, **spec) 
     container = {"name": "main", "image": "registry.k8s.io/pause:3.10"}
     if limits:
         container["resources"] = {"limits": limits}
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"containers": [container], **spec}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": [container], **spec},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +69,16 @@ def test_new_namespace_gets_default_service_account(control_plane):
 def test_priority_plugin_resolves_priority_class(control_plane, namespace):
     # Non-zero value and preemptionPolicy Never: both must be copied onto the pod
     # by the Priority admission plugin (the webhook tests depend on it).
-    control_plane.apply({
-        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-        "metadata": {"name": "smoke-thousand"},
-        "value": 1000, "preemptionPolicy": "Never", "globalDefault": False,
-    })
+    control_plane.apply(
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": "smoke-thousand"},
+            "value": 1000,
+            "preemptionPolicy": "Never",
+            "globalDefault": False,
+        }
+    )
     control_plane.apply(pod_manifest("prio", namespace, priorityClassName="smoke-thousand"))
 
     spec = control_plane.get_json("pod", "prio", "-n", namespace)["spec"]
@@ -80,26 +88,26 @@ def test_priority_plugin_resolves_priority_class(control_plane, namespace):
 
 def test_scheduler_binds_mig_pod_to_gpu_node(control_plane, namespace, gpu_nodes):
     gpu_node, _ = gpu_nodes
-    control_plane.apply(pod_manifest("mig-small", namespace, limits={MIG_SMALL: "1"},
-                                     tolerations=[GPU_TOLERATION]))
+    control_plane.apply(pod_manifest("mig-small", namespace, limits={MIG_SMALL: "1"}, tolerations=[GPU_TOLERATION]))
 
-    node = wait_for(lambda: control_plane.get_json("pod", "mig-small", "-n", namespace)
-                    ["spec"].get("nodeName"), timeout=30, message="mig-small to be scheduled")
+    node = wait_for(
+        lambda: control_plane.get_json("pod", "mig-small", "-n", namespace)["spec"].get("nodeName"),
+        timeout=30,
+        message="mig-small to be scheduled",
+    )
     assert node == gpu_node
 
 
 def test_unsatisfiable_mig_pod_stays_pending(control_plane, namespace, gpu_nodes):
-    control_plane.apply(pod_manifest("mig-huge", namespace, limits={MIG_HUGE: "1"},
-                                     tolerations=[GPU_TOLERATION]))
+    control_plane.apply(pod_manifest("mig-huge", namespace, limits={MIG_HUGE: "1"}, tolerations=[GPU_TOLERATION]))
 
     def failed_scheduling_messages() -> list[str]:
         events = control_plane.get_json(
-            "events", "-n", namespace,
-            "--field-selector", "involvedObject.name=mig-huge,reason=FailedScheduling")
+            "events", "-n", namespace, "--field-selector", "involvedObject.name=mig-huge,reason=FailedScheduling"
+        )
         return [e.get("message", "") for e in events["items"]]
 
-    messages = wait_for(failed_scheduling_messages, timeout=30,
-                        message="a FailedScheduling event for mig-huge")
+    messages = wait_for(failed_scheduling_messages, timeout=30, message="a FailedScheduling event for mig-huge")
     assert any(f"Insufficient {MIG_HUGE}" in m for m in messages), messages
     pod = control_plane.get_json("pod", "mig-huge", "-n", namespace)
     assert pod["status"]["phase"] == "Pending"

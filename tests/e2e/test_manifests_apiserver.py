@@ -32,10 +32,16 @@ CLI = [sys.executable, "-m", "webhook.cli"]
 
 
 def _kustomize_base() -> list[dict]:
-    binary = subprocess.run([str(ROOT / "scripts" / "install-kustomize.sh")], capture_output=True, text=True,
-                            check=True, timeout=900).stdout.strip().splitlines()[-1]
-    out = subprocess.run([binary, "build", str(ROOT / "manifests" / "base")], capture_output=True, text=True,
-                         check=True, timeout=120).stdout
+    binary = (
+        subprocess.run(
+            [str(ROOT / "scripts" / "install-kustomize.sh")], capture_output=True, text=True, check=True, timeout=900
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    out = subprocess.run(
+        [binary, "build", str(ROOT / "manifests" / "base")], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -53,8 +59,16 @@ def installed_base(control_plane):
     finally:
         # The webhook points at a Service with no running server and fails closed: it must
         # not outlive this module in the shared control plane.
-        control_plane.kubectl("delete", "-f", "-", "--ignore-not-found", "--timeout=90s",
-                              input=yaml.safe_dump_all(objects), check=False, timeout=120)
+        control_plane.kubectl(
+            "delete",
+            "-f",
+            "-",
+            "--ignore-not-found",
+            "--timeout=90s",
+            input=yaml.safe_dump_all(objects),
+            check=False,
+            timeout=120,
+        )
 
 
 def _service_account_kubeconfig(plane, tmp_path: Path) -> Path:
@@ -69,15 +83,22 @@ def _service_account_kubeconfig(plane, tmp_path: Path) -> Path:
 
 
 def _install(kubeconfig: Path, *args: str) -> list[str]:
-    done = subprocess.run([*CLI, "certs", "install", "--kubeconfig", str(kubeconfig), *args],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    done = subprocess.run(
+        [*CLI, "certs", "install", "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
 
 def _state(plane) -> tuple[dict, dict]:
-    return (plane.get_json("secret", "gpu-rightsizer-tls", "-n", NAMESPACE),
-            plane.get_json("mutatingwebhookconfiguration", "gpu-rightsizer"))
+    return (
+        plane.get_json("secret", "gpu-rightsizer-tls", "-n", NAMESPACE),
+        plane.get_json("mutatingwebhookconfiguration", "gpu-rightsizer"),
+    )
 
 
 def _bundle(secret: dict) -> TlsBundle:
@@ -129,8 +150,11 @@ def test_certs_service_account_can_do_nothing_else(control_plane, installed_base
     sa_config = _service_account_kubeconfig(control_plane, tmp_path)
 
     def can(*args: str) -> str:
-        return subprocess.run([str(control_plane.bin_dir / "kubectl"), "--kubeconfig", str(sa_config),
-                               "auth", "can-i", *args], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            [str(control_plane.bin_dir / "kubectl"), "--kubeconfig", str(sa_config), "auth", "can-i", *args],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     assert can("patch", "mutatingwebhookconfigurations/gpu-rightsizer") == "yes"
     assert can("patch", "mutatingwebhookconfigurations/other") == "no"
@@ -157,15 +181,23 @@ def _pod(name: str, annotations: dict | None = None, gpu: str | None = "containe
     if gpu == "containers":
         spec["containers"][0]["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
     elif gpu == "initContainers":
-        spec["initContainers"] = [{**container, "name": "warm", "resources": {"requests": {"nvidia.com/gpu": "1"},
-                                                                              "limits": {"nvidia.com/gpu": "1"}}}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "annotations": annotations or {}},
-            "spec": spec}
+        spec["initContainers"] = [
+            {
+                **container,
+                "name": "warm",
+                "resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}},
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations or {}},
+        "spec": spec,
+    }
 
 
 def _dry_run_create(plane, namespace: str, pod: dict) -> dict:
-    out = plane.kubectl("create", "--dry-run=server", "-o", "json", "-n", namespace, "-f", "-",
-                        input=json.dumps(pod))
+    out = plane.kubectl("create", "--dry-run=server", "-o", "json", "-n", namespace, "-f", "-", input=json.dumps(pod))
     return json.loads(out.stdout)
 
 
@@ -178,8 +210,10 @@ def test_api_server_calls_the_webhook_only_for_gpu_pods_not_skipped(control_plan
         # are no kubelets to run the Deployment); everything else as written.
         mwc = json.loads(json.dumps(next(o for o in installed_base if o["kind"] == "MutatingWebhookConfiguration")))
         hook = mwc["webhooks"][0]
-        hook["clientConfig"] = {"url": f"{server.url}/mutate",
-                                "caBundle": base64.b64encode(Path(server.ca_file).read_bytes()).decode()}
+        hook["clientConfig"] = {
+            "url": f"{server.url}/mutate",
+            "caBundle": base64.b64encode(Path(server.ca_file).read_bytes()).decode(),
+        }
         plane.kubectl("replace", "-f", "-", input=json.dumps(mwc))
         plane.create_namespace("rightsized")
         plane.kubectl("label", "namespace", "rightsized", "gpu-rightsizer.io/enabled=true")

@@ -16,7 +16,8 @@ H100 = "NVIDIA-H100-80GB-HBM3"
 
 def _pod(name, namespace, resources, annotations=None):
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
         "spec": {"containers": [{"name": "c", "image": "registry.invalid/none", "resources": {"limits": resources}}]},
     }
@@ -29,14 +30,23 @@ def test_plan_reads_opted_in_pods_and_gpu_nodes(control_plane, tmp_path, capsys)
     cp.create_namespace(OTHER)
     cp.make_fake_gpu_node(
         "plan-gpu-a",
-        labels={"nvidia.com/gpu.product": H100, "nvidia.com/gpu.count": "2", "nvidia.com/mig.config": "all-1g.10gb",
-                "nvidia.com/mig.strategy": "mixed", "nvidia.com/mig.capable": "true"},
+        labels={
+            "nvidia.com/gpu.product": H100,
+            "nvidia.com/gpu.count": "2",
+            "nvidia.com/mig.config": "all-1g.10gb",
+            "nvidia.com/mig.strategy": "mixed",
+            "nvidia.com/mig.capable": "true",
+        },
         allocatable={"nvidia.com/mig-1g.10gb": "14"},
     )
     cp.make_fake_gpu_node(
         "plan-gpu-b",
-        labels={"nvidia.com/gpu.product": H100, "nvidia.com/gpu.count": "1", "nvidia.com/mig.config": "all-disabled",
-                "nvidia.com/mig.strategy": "mixed"},
+        labels={
+            "nvidia.com/gpu.product": H100,
+            "nvidia.com/gpu.count": "1",
+            "nvidia.com/mig.config": "all-disabled",
+            "nvidia.com/mig.strategy": "mixed",
+        },
         allocatable={"nvidia.com/gpu": "1"},
     )
     cp.apply(
@@ -60,8 +70,13 @@ def test_plan_reads_opted_in_pods_and_gpu_nodes(control_plane, tmp_path, capsys)
     code = main(["plan", "--kubeconfig", str(cp.kubeconfig), "--report", str(report)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "node plan-gpu-a: 2 GPUs in pool h100-80; current layout from nvidia.com/mig.config=all-1g.10gb" in captured.err
-    assert "node plan-gpu-b: 1 GPUs in pool h100-80; current layout from nvidia.com/mig.config=all-disabled" in captured.err
+    assert (
+        "node plan-gpu-a: 2 GPUs in pool h100-80; current layout from nvidia.com/mig.config=all-1g.10gb" in captured.err
+    )
+    assert (
+        "node plan-gpu-b: 1 GPUs in pool h100-80; current layout from nvidia.com/mig.config=all-disabled"
+        in captured.err
+    )
 
     data = json.loads((report / "report.json").read_text())
     workloads = {w["workload"]: w for w in data["workloads"]}

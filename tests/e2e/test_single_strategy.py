@@ -56,10 +56,14 @@ def gfd_single_labels(profile: str, memory_mib: int, count: int) -> dict:
 
 def pod(name: str, annotations: dict) -> dict:
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE, "annotations": annotations},
-        "spec": {"containers": [{"name": "server", "image": "vllm/vllm-openai:v0.6.0",
-                                 "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+        "spec": {
+            "containers": [
+                {"name": "server", "image": "vllm/vllm-openai:v0.6.0", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+            ]
+        },
     }
 
 
@@ -70,9 +74,26 @@ def test_single_strategy_pool_schedules_onto_the_gfd_labelled_node(control_plane
     port = free_port()
     server = ManagedProcess.start(
         "webhook",
-        [sys.executable, "-m", "webhook.cli", "serve", "--policy", str(policy), "--host", "127.0.0.1",
-         "--port", str(port), "--cert-file", str(cert.cert_file), "--key-file", str(cert.key_file),
-         "--workers", "1", "--threads", "2"],
+        [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--policy",
+            str(policy),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--cert-file",
+            str(cert.cert_file),
+            "--key-file",
+            str(cert.key_file),
+            "--workers",
+            "1",
+            "--threads",
+            "2",
+        ],
         tmp_path / "webhook.log",
         cwd=ROOT,
     )
@@ -88,33 +109,49 @@ def test_single_strategy_pool_schedules_onto_the_gfd_labelled_node(control_plane
             control_plane.make_fake_gpu_node(
                 name, labels=labels, taints=taint, allocatable={"nvidia.com/gpu": labels["nvidia.com/gpu.count"]}
             )
-        control_plane.apply({
-            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": WEBHOOK},
-            "webhooks": [{
-                "name": "rightsize.e2e-single.gpu-rightsizer.io",
-                "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": cert.ca_bundle_b64},
-                "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}],
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
-                "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail",
-                "reinvocationPolicy": "IfNeeded", "timeoutSeconds": 5,
-            }],
-        })
+        control_plane.apply(
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingWebhookConfiguration",
+                "metadata": {"name": WEBHOOK},
+                "webhooks": [
+                    {
+                        "name": "rightsize.e2e-single.gpu-rightsizer.io",
+                        "clientConfig": {"url": f"https://127.0.0.1:{port}/mutate", "caBundle": cert.ca_bundle_b64},
+                        "rules": [
+                            {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}
+                        ],
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+                        "admissionReviewVersions": ["v1"],
+                        "sideEffects": "None",
+                        "failurePolicy": "Fail",
+                        "reinvocationPolicy": "IfNeeded",
+                        "timeoutSeconds": 5,
+                    }
+                ],
+            }
+        )
         try:
+
             def webhook_active() -> bool:
-                out = control_plane.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
-                                            input=json.dumps(pod("probe", SERVING))).stdout
+                out = control_plane.kubectl(
+                    "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pod("probe", SERVING))
+                ).stdout
                 return json.loads(out)["metadata"]["annotations"].get("gpu-rightsizer.io/assigned-profile") == "3g.40gb"
 
             wait_for(webhook_active, timeout=30, message="the webhook to take effect")
-            control_plane.apply(pod("llama-8b-serving", SERVING), pod("llama-8b-weights", {"gpu-rightsizer.io/model": "llama-3.1-8b"}))
+            control_plane.apply(
+                pod("llama-8b-serving", SERVING), pod("llama-8b-weights", {"gpu-rightsizer.io/model": "llama-3.1-8b"})
+            )
 
             def scheduled(name: str):
                 stored = control_plane.get_json("pod", name, "-n", NAMESPACE)
                 return stored if stored["spec"].get("nodeName") else None
 
             serving = wait_for(lambda: scheduled("llama-8b-serving"), timeout=60, message="the serving pod to be bound")
-            weights = wait_for(lambda: scheduled("llama-8b-weights"), timeout=60, message="the weights-only pod to be bound")
+            weights = wait_for(
+                lambda: scheduled("llama-8b-weights"), timeout=60, message="the weights-only pod to be bound"
+            )
         finally:
             control_plane.kubectl("delete", "mutatingwebhookconfiguration", WEBHOOK, check=False)
             control_plane.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
@@ -126,7 +163,9 @@ def test_single_strategy_pool_schedules_onto_the_gfd_labelled_node(control_plane
     container = serving["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert container["resources"]["requests"] == {"nvidia.com/gpu": "1"}
-    terms = serving["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    terms = serving["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
     products = [e for t in terms for e in t["matchExpressions"] if e["key"] == "nvidia.com/gpu.product"]
     assert products == [{"key": "nvidia.com/gpu.product", "operator": "In", "values": [f"{PRODUCT}-MIG-3g.40gb"]}]
     annotations = serving["metadata"]["annotations"]

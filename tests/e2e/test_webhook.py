@@ -71,9 +71,24 @@ class Webhook:
         self.logs.append(log)
         self.process = ManagedProcess.start(
             "gpu-rightsizer",
-            [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--cert-file", str(self.cert.cert_file), "--key-file", str(self.cert.key_file), "--workers", "2"],
-            log, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "webhook.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--cert-file",
+                str(self.cert.cert_file),
+                "--key-file",
+                str(self.cert.key_file),
+                "--workers",
+                "2",
+            ],
+            log,
+            cwd=ROOT,
         )
         wait_for_port(self.port, process=self.process, timeout=60)
 
@@ -99,9 +114,20 @@ def webhook(control_plane, tmp_path_factory):
 
     def in_effect() -> bool:
         out = control_plane.kubectl(
-            "create", "-n", ON, "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(gpu_pod("probe")), check=False
+            "create",
+            "-n",
+            ON,
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+            input=json.dumps(gpu_pod("probe")),
+            check=False,
         )
-        return out.returncode == 0 and A + "assigned-profile" in json.loads(out.stdout)["metadata"].get("annotations", {})
+        return out.returncode == 0 and A + "assigned-profile" in json.loads(out.stdout)["metadata"].get(
+            "annotations", {}
+        )
 
     wait_for(in_effect, timeout=60, message="the gpu-rightsizer webhook to take effect")
     yield server
@@ -123,11 +149,17 @@ def test_a_7b_pod_is_stored_rewritten_with_the_priority_the_api_server_computed(
     container = stored["spec"]["containers"][0]
     assert container["resources"]["limits"] == {"cpu": "1", "memory": "1Gi", "nvidia.com/mig-1g.20gb": "1"}
     assert container["resources"]["requests"] == {"cpu": "1", "memory": "1Gi", "nvidia.com/mig-1g.20gb": "1"}
-    terms = stored["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-    assert terms == [{"matchExpressions": [
-        {"key": "nvidia.com/mig.capable", "operator": "In", "values": ["true"]},
-        {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]},
-    ]}]
+    terms = stored["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert terms == [
+        {
+            "matchExpressions": [
+                {"key": "nvidia.com/mig.capable", "operator": "In", "values": ["true"]},
+                {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3"]},
+            ]
+        }
+    ]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in stored["spec"]["tolerations"]
     # The Priority admission plugin ran around us and agrees with what we wrote.
     priority_class = control_plane.get_json("priorityclass", "gpu-rightsizer-inference")
@@ -141,7 +173,9 @@ def test_a_7b_pod_is_stored_rewritten_with_the_priority_the_api_server_computed(
 
 
 def test_a_training_pod_gets_a_never_preempting_class_that_the_api_server_accepts(control_plane, webhook):
-    result = apply_pod(control_plane, ON, gpu_pod("trainer", {A + "workload-class": "training", A + "model-size": "13b"}))
+    result = apply_pod(
+        control_plane, ON, gpu_pod("trainer", {A + "workload-class": "training", A + "model-size": "13b"})
+    )
     assert result.returncode == 0, result.stderr
     stored = control_plane.get_json("pod", "trainer", "-n", ON)
     priority_class = control_plane.get_json("priorityclass", "gpu-rightsizer-training")
@@ -162,7 +196,9 @@ def test_the_same_pod_in_a_namespace_without_the_label_is_stored_untouched(contr
 
 
 def test_server_side_dry_run_prints_the_rewritten_pod_and_persists_nothing(control_plane, webhook):
-    result = apply_pod(control_plane, ON, gpu_pod("preview", {A + "model-size": "13b"}), "--dry-run=server", "-o", "yaml")
+    result = apply_pod(
+        control_plane, ON, gpu_pod("preview", {A + "model-size": "13b"}), "--dry-run=server", "-o", "yaml"
+    )
     assert result.returncode == 0, result.stderr
     assert "Warning: gpu-rightsizer: nvidia.com/gpu: 1 -> nvidia.com/mig-3g.40gb" in result.stderr
     printed = yaml.safe_load(result.stdout)
@@ -181,8 +217,10 @@ def test_the_pods_a_deployments_controllers_create_are_rewritten(control_plane, 
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": {"app": "small-llm"}},
-            "template": {"metadata": {"labels": {"app": "small-llm"}, "annotations": template["metadata"]["annotations"]},
-                         "spec": template["spec"]},
+            "template": {
+                "metadata": {"labels": {"app": "small-llm"}, "annotations": template["metadata"]["annotations"]},
+                "spec": template["spec"],
+            },
         },
     }
     control_plane.kubectl("apply", "-n", ON, "-f", "-", input=yaml.safe_dump(deployment))
@@ -214,7 +252,11 @@ GPU_TAINT = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule
 def test_rewritten_pods_schedule_only_where_their_profile_is(control_plane, webhook):
     control_plane.make_fake_gpu_node(
         "h100-mig-a",
-        labels={**GPU_NODE_LABELS, "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "nvidia.com/mig.config": "all-1g.20gb"},
+        labels={
+            **GPU_NODE_LABELS,
+            "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+            "nvidia.com/mig.config": "all-1g.20gb",
+        },
         taints=GPU_TAINT,
         allocatable={"nvidia.com/mig-1g.20gb": "4"},
     )
@@ -258,8 +300,11 @@ def test_each_pod_create_calls_the_webhook_once(control_plane, webhook):
     assert apply_pod(control_plane, ON, pod).returncode == 0
 
     def calls():
-        return [line for line in webhook.log_text().splitlines()
-                if '"name": "counted"' in line or '"name":"counted"' in line]
+        return [
+            line
+            for line in webhook.log_text().splitlines()
+            if '"name": "counted"' in line or '"name":"counted"' in line
+        ]
 
     # Admission lines reach the log within logs.FLUSH_SECONDS: wait for the first, then
     # long enough for a second call's line to show if there were one.

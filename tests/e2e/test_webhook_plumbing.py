@@ -29,15 +29,21 @@ class LabelingWebhook(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server API
         review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         LabelingWebhook.calls.append(self.path)
-        patch = [{"op": "add", "path": f"/metadata/labels/{LABEL.replace('/', '~1')}",
-                  "value": "true"}]
+        patch = [{"op": "add", "path": f"/metadata/labels/{LABEL.replace('/', '~1')}", "value": "true"}]
         if not review["request"]["object"]["metadata"].get("labels"):
             patch.insert(0, {"op": "add", "path": "/metadata/labels", "value": {}})
-        body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                           "response": {"uid": review["request"]["uid"], "allowed": True,
-                                        "patchType": "JSONPatch",
-                                        "patch": base64.b64encode(json.dumps(patch).encode()).decode()}
-                           }).encode()
+        body = json.dumps(
+            {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {
+                    "uid": review["request"]["uid"],
+                    "allowed": True,
+                    "patchType": "JSONPatch",
+                    "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
+                },
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -67,29 +73,42 @@ def labeling_webhook(tmp_path):
 def test_apiserver_applies_loopback_webhook_patch(control_plane, labeling_webhook):
     url, cert = labeling_webhook
     control_plane.create_namespace(NAMESPACE)
-    control_plane.apply({
-        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": "e2e-labeling"},
-        "webhooks": [{
-            "name": "label.e2e.gpu-rightsizer.io",
-            "clientConfig": {"url": url, "caBundle": cert.ca_bundle_b64},
-            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                       "resources": ["pods"]}],
-            # Only this test's namespace: the plane is shared by the whole session.
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
-            "admissionReviewVersions": ["v1"], "sideEffects": "None",
-            "failurePolicy": "Fail", "timeoutSeconds": 5,
-        }],
-    })
+    control_plane.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "e2e-labeling"},
+            "webhooks": [
+                {
+                    "name": "label.e2e.gpu-rightsizer.io",
+                    "clientConfig": {"url": url, "caBundle": cert.ca_bundle_b64},
+                    "rules": [
+                        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}
+                    ],
+                    # Only this test's namespace: the plane is shared by the whole session.
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "failurePolicy": "Fail",
+                    "timeoutSeconds": 5,
+                }
+            ],
+        }
+    )
     try:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": NAMESPACE},
-               "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": NAMESPACE},
+            "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+        }
 
         # The API server picks up a new webhook configuration asynchronously:
         # probe with server-side dry runs (sideEffects: None allows them).
         def dry_run_is_mutated() -> bool:
-            out = control_plane.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
-                                        input=json.dumps(pod)).stdout
+            out = control_plane.kubectl(
+                "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pod)
+            ).stdout
             return json.loads(out)["metadata"].get("labels", {}).get(LABEL) == "true"
 
         wait_for(dry_run_is_mutated, timeout=30, message="the webhook to take effect")

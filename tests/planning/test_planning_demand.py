@@ -21,7 +21,11 @@ def _pod(annotations=None, gpus=1, name="p", kind="Pod", **spec_extra):
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
     template = {"metadata": {"annotations": annotations or {}}, "spec": pod_spec}
     if kind == "CronJob":
-        return {"kind": kind, "metadata": {"name": name}, "spec": {"jobTemplate": {"spec": {**spec_extra, "template": template}}}}
+        return {
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": {"jobTemplate": {"spec": {**spec_extra, "template": template}}},
+        }
     return {"kind": kind, "metadata": {"name": name}, "spec": {**spec_extra, "template": template}}
 
 
@@ -128,17 +132,27 @@ def test_unreadable_input_is_a_clear_error(tmp_path):
 
 
 def test_bad_replicas_names_the_field(tmp_path):
-    demand = demand_from_manifests([_write(tmp_path, [_pod({"gpu-rightsizer.io/model-size": "3b"}, kind="Deployment", replicas="3")])], POLICY)
+    demand = demand_from_manifests(
+        [_write(tmp_path, [_pod({"gpu-rightsizer.io/model-size": "3b"}, kind="Deployment", replicas="3")])], POLICY
+    )
     assert demand.workloads[0].action == "invalid" and "Deployment.spec.replicas" in demand.workloads[0].message
 
 
 def test_two_pools_whole_gpu_pods_follow_their_node_selector(tmp_path):
     from webhook.core.policy import compile_policy
 
-    policy = compile_policy({"pools": [
-        {"name": "h100", "gpuModel": "H100-80GB", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
-        {"name": "a30", "gpuModel": "A30-24GB", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A30"}},
-    ]})
+    policy = compile_policy(
+        {
+            "pools": [
+                {
+                    "name": "h100",
+                    "gpuModel": "H100-80GB",
+                    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+                },
+                {"name": "a30", "gpuModel": "A30-24GB", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A30"}},
+            ]
+        }
+    )
     on_a30 = _pod({}, name="a30-whole")
     on_a30["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-A30"}
     docs = [on_a30, _pod({}, name="anywhere"), _pod({"gpu-rightsizer.io/gpu-memory": "5Gi"}, name="small")]

@@ -12,11 +12,15 @@ H100 = POLICY.pools[0].model
 
 
 def _w(name, per_replica, replicas=1, node=None):
-    return Workload("t", "Pod", "ns", name, replicas, "rewrite", "", "h100-80", tuple(sorted(per_replica.items())), node)
+    return Workload(
+        "t", "Pod", "ns", name, replicas, "rewrite", "", "h100-80", tuple(sorted(per_replica.items())), node
+    )
 
 
 def test_every_unit_lands_on_a_distinct_valid_instance():
-    demand = Demand([_w("a", {"1g.10gb": 1}, 9), _w("b", {"3g.40gb": 1}, 3), _w("c", {WHOLE_GPU: 2}, 2), _w("d", {"2g.20gb": 2})])
+    demand = Demand(
+        [_w("a", {"1g.10gb": 1}, 9), _w("b", {"3g.40gb": 1}, 3), _w("c", {WHOLE_GPU: 2}, 2), _w("d", {"2g.20gb": 2})]
+    )
     plan = plan_fleet(demand, POLICY)
     assert not plan.left_over and len(plan.placements) == len(demand.units)
     seen = set()

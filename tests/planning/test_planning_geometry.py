@@ -88,4 +88,7 @@ def test_enumeration_equals_independent_brute_force(model_key):
 def test_every_enumerated_layout_passes_the_checker():
     for model in CATALOG.models.values():
         for layout in configurations(model):
-            assert layout_problems(model.key, [(i.profile, i.start, i.size) for i in layout.instances]) == [], (model.key, layout)
+            assert layout_problems(model.key, [(i.profile, i.start, i.size) for i in layout.instances]) == [], (
+                model.key,
+                layout,
+            )

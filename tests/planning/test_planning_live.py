@@ -14,9 +14,11 @@ def _node(name, labels, allocatable):
 
 
 def _pod(name, limits, annotations=None, phase="Running", node="n1"):
-    return {"metadata": {"name": name, "namespace": "ml", "annotations": annotations or {}},
-            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"limits": limits}}]},
-            "status": {"phase": phase}}
+    return {
+        "metadata": {"name": name, "namespace": "ml", "annotations": annotations or {}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "resources": {"limits": limits}}]},
+        "status": {"phase": phase},
+    }
 
 
 def test_standard_mig_parted_names():
@@ -44,7 +46,12 @@ def test_node_layout_from_label_then_allocatable():
     pool, gpus, how = gpus_of_node(_node("a", {**labels, "nvidia.com/mig.config": "all-2g.20gb"}, {}), POLICY)
     assert pool.name == "h100-80" and [g.current.counts for g in gpus] == [{"2g.20gb": 3}] * 2 and "mig.config" in how
     # unknown label: mixed-strategy allocatable, spread evenly over the MIG GPUs
-    _, gpus, how = gpus_of_node(_node("b", {**labels, "nvidia.com/mig.config": "custom"}, {"nvidia.com/gpu": "1", "nvidia.com/mig-3g.40gb": "2"}), POLICY)
+    _, gpus, how = gpus_of_node(
+        _node(
+            "b", {**labels, "nvidia.com/mig.config": "custom"}, {"nvidia.com/gpu": "1", "nvidia.com/mig-3g.40gb": "2"}
+        ),
+        POLICY,
+    )
     assert [g.current.counts for g in gpus] == [{WHOLE_GPU: 1}, {"3g.40gb": 2}] and how == "status.allocatable"
     # nothing to go on: unknown, so every use counts as a reconfiguration
     _, gpus, how = gpus_of_node(_node("c", labels, {"nvidia.com/mig-1g.10gb": "3"}), POLICY)
@@ -53,8 +60,16 @@ def test_node_layout_from_label_then_allocatable():
 
 def test_single_strategy_product_and_non_gpu_nodes():
     nodes = [
-        _node("s", {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3-MIG-1g.10gb", "nvidia.com/gpu.count": "1",
-                    "nvidia.com/mig.config": "all-1g.10gb", "nvidia.com/mig.strategy": "single"}, {"nvidia.com/gpu": "7"}),
+        _node(
+            "s",
+            {
+                "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3-MIG-1g.10gb",
+                "nvidia.com/gpu.count": "1",
+                "nvidia.com/mig.config": "all-1g.10gb",
+                "nvidia.com/mig.strategy": "single",
+            },
+            {"nvidia.com/gpu": "7"},
+        ),
         _node("cpu", {}, {"cpu": "8"}),
         _node("t4", {"nvidia.com/gpu.product": "Tesla-T4", "nvidia.com/gpu.count": "1"}, {"nvidia.com/gpu": "1"}),
     ]
@@ -73,7 +88,9 @@ def test_pods_keep_their_slice_or_get_the_decision():
     demand = demand_from_pods(pods, POLICY)
     by = {w.name: w for w in demand.workloads}
     assert set(by) == {"held", "fresh", "whole"}
-    assert by["held"].action == "assigned" and dict(by["held"].per_replica) == {"2g.20gb": 1} and by["held"].node == "n1"
+    assert (
+        by["held"].action == "assigned" and dict(by["held"].per_replica) == {"2g.20gb": 1} and by["held"].node == "n1"
+    )
     assert by["fresh"].action == "rewrite" and dict(by["fresh"].per_replica) == {"1g.20gb": 1}
     assert dict(by["whole"].per_replica) == {WHOLE_GPU: 2}
 
@@ -81,4 +98,8 @@ def test_pods_keep_their_slice_or_get_the_decision():
 def test_a_slice_no_pool_has_is_reported_not_resized():
     demand = demand_from_pods([_pod("odd", {"nvidia.com/mig-1g.5gb": "1"})], POLICY)
     w = demand.workloads[0]
-    assert w.action == "invalid" and "nvidia.com/mig-1g.5gb, which no pool's GPU model has" in w.message and not demand.units
+    assert (
+        w.action == "invalid"
+        and "nvidia.com/mig-1g.5gb, which no pool's GPU model has" in w.message
+        and not demand.units
+    )

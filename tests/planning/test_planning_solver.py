@@ -92,7 +92,11 @@ def test_stranded_memory_is_minimised_after_gpu_count():
     plan = solve_pool(PoolProblem(POOL, {"1g.10gb": 1}))
     assert plan.gpu_count == 1
     layout = plan.used_gpus[0].layout
-    assert plan.stranded_mib == min(POOL.model.memory_mib - sum(POOL.model.profile(p).memory_mib * n for p, n in v.items()) for v in _vectors() if v.get("1g.10gb"))
+    assert plan.stranded_mib == min(
+        POOL.model.memory_mib - sum(POOL.model.profile(p).memory_mib * n for p, n in v.items())
+        for v in _vectors()
+        if v.get("1g.10gb")
+    )
     assert layout.counts.get("1g.10gb", 0) >= 1
 
 
@@ -114,7 +118,11 @@ def test_demand_for_a_profile_the_model_lacks_is_a_clear_error():
 def test_live_supply_prefers_gpus_that_keep_their_layout():
     seven = realise(POOL.model, {"1g.10gb": 7})
     two = realise(POOL.model, {"3g.40gb": 2})
-    live = [LiveGpu("n1", 0, seven, "all-1g.10gb"), LiveGpu("n1", 1, seven, "all-1g.10gb"), LiveGpu("n2", 0, two, "all-3g.40gb")]
+    live = [
+        LiveGpu("n1", 0, seven, "all-1g.10gb"),
+        LiveGpu("n1", 1, seven, "all-1g.10gb"),
+        LiveGpu("n2", 0, two, "all-3g.40gb"),
+    ]
     plan = solve_pool(PoolProblem(POOL, {"1g.10gb": 7, "3g.40gb": 1}, live=live))
     assert plan.gpu_count == 2 and plan.reconfigurations == 0
     used = {(g.node, g.index) for g in plan.used_gpus}

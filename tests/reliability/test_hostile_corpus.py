@@ -31,9 +31,20 @@ def test_corpus_limit_matches_the_server():
 def test_corpus_covers_what_the_issue_lists():
     names = {c.name for c in CASES}
     assert len(CASES) > 250
-    for needed in ("truncated-half", "latin1-not-utf8", "json-array", "json-string", "nesting-10000-whole-body",
-                   "1000-single-gpu-containers", "1mb-control-chars-model-size", "gpu-memory-1e309",
-                   "gpu-limit-minus-one", "gpu-limit-nan", "body-at-the-limit", "content-type-text"):
+    for needed in (
+        "truncated-half",
+        "latin1-not-utf8",
+        "json-array",
+        "json-string",
+        "nesting-10000-whole-body",
+        "1000-single-gpu-containers",
+        "1mb-control-chars-model-size",
+        "gpu-memory-1e309",
+        "gpu-limit-minus-one",
+        "gpu-limit-nan",
+        "body-at-the-limit",
+        "content-type-text",
+    ):
         assert needed in names
 
 
@@ -161,7 +172,9 @@ def _chunked(body: bytes, size: int = 65536) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
 
 
-CHUNKED_HEAD = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+CHUNKED_HEAD = (
+    b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
 
 
 def test_chunked_body_over_the_limit_is_refused(server):
@@ -189,7 +202,16 @@ def test_chunked_body_within_the_limit_is_served(server):
         b"POST /mutate HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(200)) + b"\r\n",
         b"POST /mutate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     ],
-    ids=["garbage", "http-9.9", "negative-length", "two-lengths", "20kb-header", "10kb-path", "200-headers", "bad-chunk"],
+    ids=[
+        "garbage",
+        "http-9.9",
+        "negative-length",
+        "two-lengths",
+        "20kb-header",
+        "10kb-path",
+        "200-headers",
+        "bad-chunk",
+    ],
 )
 def test_malformed_http_gets_a_4xx(server, raw):
     (answer,) = _exchange(server, raw)

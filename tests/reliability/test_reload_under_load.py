@@ -69,8 +69,12 @@ def test_certificate_replaced_under_load_fails_nothing(tmp_path, capsys):
         key, cert = make_serving_cert(ca_key, ca_cert, ["localhost", "127.0.0.1", "::1"])
         # Key first, then certificate: for a moment the pair on disk does not match, as
         # with any two-file update; the reloader must keep serving the old pair.
-        _write_atomically(certs / "tls.key", key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        _write_atomically(
+            certs / "tls.key",
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
         time.sleep(1.2)
         _write_atomically(certs / "tls.crt", cert.public_bytes(serialization.Encoding.PEM))
         # Every worker: several fresh handshakes in a row see the new certificate.
@@ -117,8 +121,10 @@ def test_policy_replaced_under_load_fails_nothing_and_a_bad_one_is_ignored(tmp_p
         after_restart = {_pool_in_answer(server) for _ in range(8)}
         result = gen.stop()
         with capsys.disabled():
-            print(f"\npolicy replaced, made invalid, then SIGHUP, under load: {result.summary()}; "
-                  f"pool after the restart with the invalid file: {after_restart}")
+            print(
+                f"\npolicy replaced, made invalid, then SIGHUP, under load: {result.summary()}; "
+                f"pool after the restart with the invalid file: {after_restart}"
+            )
         assert switched, "the new policy was not applied"
         assert still == ["h100-renamed"] * 8
         assert not result.failures, result.summary()
@@ -159,8 +165,10 @@ def _install_serving_cert(server, days: int) -> x509.Certificate:
         key, cert = _expired_cert(ca_key, ca_cert)
     else:
         key, cert = make_serving_cert(ca_key, ca_cert, ["localhost", "127.0.0.1", "::1"], days=days)
-    _write_atomically(certs / "tls.key", key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    _write_atomically(
+        certs / "tls.key",
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
     _write_atomically(certs / "tls.crt", cert.public_bytes(serialization.Encoding.PEM))
     return cert
 
@@ -191,8 +199,10 @@ def test_expired_certificate_fails_every_call_until_replaced(tmp_path, capsys):
         assert _wait_for(lambda: all(_verifying_request(server) == "ok" for _ in range(6)))
         recovered_after = time.monotonic() - replaced_at
         with capsys.disabled():
-            print(f"\nexpired certificate: {during.count('ok')}/10 calls ok ({set(during) - {'ok'}}); "
-                  f"recovered {recovered_after:.1f} s after new files (reload poll 0.5 s), same workers")
+            print(
+                f"\nexpired certificate: {during.count('ok')}/10 calls ok ({set(during) - {'ok'}}); "
+                f"recovered {recovered_after:.1f} s after new files (reload poll 0.5 s), same workers"
+            )
         assert during.count("ok") == 0 and all("expired" in d for d in during), during
         assert server.worker_pids() == pids
     finally:

@@ -45,7 +45,9 @@ def test_tls_below_1_2_is_refused_by_the_server(server, version):
     with pytest.raises(ssl.SSLError) as refused:
         _handshake(server, context)
     # The server's alert, not the client's own "no protocols available".
-    assert "ALERT_PROTOCOL_VERSION" in str(refused.value).upper() or "PROTOCOL VERSION" in str(refused.value).upper(), refused.value
+    assert "ALERT_PROTOCOL_VERSION" in str(refused.value).upper() or "PROTOCOL VERSION" in str(refused.value).upper(), (
+        refused.value
+    )
     assert "NO_PROTOCOLS_AVAILABLE" not in str(refused.value).upper()
 
 

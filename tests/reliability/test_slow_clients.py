@@ -47,7 +47,10 @@ class SlowClient(threading.Thread):
 
     def run(self) -> None:
         body = json.dumps(captured_review()).encode()
-        head = b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        head = (
+            b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % len(body)
+        )
         if self.phase == "idle":  # connects and sends nothing
             sock = socket.create_connection((self.server.host, self.server.port), timeout=30)
             self.opened = time.monotonic()

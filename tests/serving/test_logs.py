@@ -41,7 +41,12 @@ def test_one_line_per_admission_with_the_request_fields():
     first, second = lines
     assert first["msg"] == "admission" and first["level"] == "info"
     assert (first["namespace"], first["name"], first["operation"], first["dryRun"]) == ("ml", "llm-7b", "CREATE", True)
-    assert (first["outcome"], first["action"], first["pool"], first["profile"]) == ("mutated", "rewrite", "h100-80", "1g.20gb")
+    assert (first["outcome"], first["action"], first["pool"], first["profile"]) == (
+        "mutated",
+        "rewrite",
+        "h100-80",
+        "1g.20gb",
+    )
     assert "1g.20gb" in first["decision"] and first["durationMs"] >= 0
     assert (second["outcome"], second["action"], second["dryRun"]) == ("denied", "deny", False)
     assert "banana" in second["decision"]
@@ -58,8 +63,10 @@ def test_generate_name_when_the_pod_has_no_name():
 def test_newlines_and_quotes_cannot_forge_a_line():
     stream = _capture()
     evil = 'x"\n{"msg":"admission","uid":"forged"}\r\n'
-    obj = {**MUTATED, "metadata": {**MUTATED["metadata"], "name": evil,
-                                   "annotations": {"gpu-rightsizer.io/model-size": evil}}}
+    obj = {
+        **MUTATED,
+        "metadata": {**MUTATED["metadata"], "name": evil, "annotations": {"gpu-rightsizer.io/model-size": evil}},
+    }
     create_app().test_client().post("/mutate", json=review(obj, "uid-evil"))
     out = stream.getvalue()
     assert out.count("\n") == 1
@@ -69,8 +76,9 @@ def test_newlines_and_quotes_cannot_forge_a_line():
 
 
 def test_long_values_are_cut():
-    fields = admission_fields(review({"metadata": {"name": "n" * 5000}, "spec": {}}, "u" * 5000),
-                              "unchanged", "ignore", "m" * 5000, 0.0)
+    fields = admission_fields(
+        review({"metadata": {"name": "n" * 5000}, "spec": {}}, "u" * 5000), "unchanged", "ignore", "m" * 5000, 0.0
+    )
     assert all(len(fields[k]) <= MAX_FIELD + 1 for k in ("uid", "name", "decision"))
 
 
@@ -146,8 +154,16 @@ def test_timestamps_are_iso_8601_utc_milliseconds():
 
     spread = [random.Random(seed).uniform(0, 4_102_444_800) for seed in range(2000)]
     near_edges = [1_764_081_217 + k / 1000 + d for k in range(1000) for d in (-1e-6, -4e-7, 0.0, 4e-7)]
-    for created in (0.0, 0.9999, 1_764_081_217.0, 1_764_081_217.0005, 1_764_081_217.999, 4_102_444_799.5,
-                    *spread, *near_edges):
+    for created in (
+        0.0,
+        0.9999,
+        1_764_081_217.0,
+        1_764_081_217.0005,
+        1_764_081_217.999,
+        4_102_444_799.5,
+        *spread,
+        *near_edges,
+    ):
         expected = dt.datetime.fromtimestamp(created, dt.timezone.utc)
         expected = expected.replace(microsecond=expected.microsecond // 1000 * 1000)
         assert _timestamp(created) == expected.isoformat(timespec="milliseconds"), created
@@ -163,6 +179,7 @@ def _file_logger(tmp_path, name="held.jsonl"):
 
 def test_admission_lines_are_written_within_the_flush_interval_unprompted(tmp_path):
     from webhook.serving import logs
+
     path, stream = _file_logger(tmp_path)
     with stream:
         for i in range(3):
@@ -215,8 +232,9 @@ def test_lines_through_a_pipe_are_whole_under_16_threads():
     with os.fdopen(write_fd, "w") as stream:
         configure("info", stream)
         fields = admission_fields(review(MUTATED, "u-pipe"), "mutated", "rewrite", "y" * 300, 0.001)
-        threads = [threading.Thread(target=lambda: [info_line("admission", fields) for _ in range(300)])
-                   for _ in range(16)]
+        threads = [
+            threading.Thread(target=lambda: [info_line("admission", fields) for _ in range(300)]) for _ in range(16)
+        ]
         for t in threads:
             t.start()
         for t in threads:

@@ -29,8 +29,13 @@ def _send(server: LiveServer, n: int, connections: int = 8) -> dict[str, int]:
 
     def one(job):
         _, obj = job
-        r = requests.post(server.url + "/mutate", json=review(obj, str(uuid.uuid4())), verify=server.ca_file,
-                          headers={"Connection": "close"}, timeout=10)
+        r = requests.post(
+            server.url + "/mutate",
+            json=review(obj, str(uuid.uuid4())),
+            verify=server.ca_file,
+            headers={"Connection": "close"},
+            timeout=10,
+        )
         assert r.status_code == 200, r.text
         return r.json()["response"]["allowed"]
 
@@ -70,8 +75,10 @@ def test_counts_add_up_across_three_workers(tmp_path):
         assert total(samples, "gpu_rightsizer_admissions_total", action="ignore") == n // len(MIX)
         assert samples["gpu_rightsizer_admission_duration_seconds_count"] == n
         assert samples['gpu_rightsizer_admission_duration_seconds_bucket{le="+Inf"}'] == n
-        assert total(samples, "gpu_rightsizer_rightsized_pods_total", pool="h100-80", profile="1g.20gb") == \
-            expected["mutated"]
+        assert (
+            total(samples, "gpu_rightsizer_rightsized_pods_total", pool="h100-80", profile="1g.20gb")
+            == expected["mutated"]
+        )
         expiry = samples["gpu_rightsizer_certificate_expiry_seconds"]
         assert 364 * 86400 < expiry <= 365 * 86400
 
@@ -102,11 +109,17 @@ def test_a_restart_starts_from_zero(tmp_path):
 
 def test_bad_requests_are_counted_by_status(tmp_path):
     with LiveServer(tmp_path, workers=1) as server:
-        r = requests.post(server.url + "/mutate", data=b"{", headers={"Content-Type": "application/json"},
-                          verify=server.ca_file, timeout=10)
+        r = requests.post(
+            server.url + "/mutate",
+            data=b"{",
+            headers={"Content-Type": "application/json"},
+            verify=server.ca_file,
+            timeout=10,
+        )
         assert r.status_code == 400
-        r = requests.post(server.url + "/mutate", data=b"x", headers={"Content-Type": "text/plain"},
-                          verify=server.ca_file, timeout=10)
+        r = requests.post(
+            server.url + "/mutate", data=b"x", headers={"Content-Type": "text/plain"}, verify=server.ca_file, timeout=10
+        )
         assert r.status_code == 415
         samples = server.metrics()
         assert samples['gpu_rightsizer_bad_requests_total{code="400"}'] == 1
@@ -137,8 +150,13 @@ def test_batched_admissions_land_in_the_right_series():
     admissions = metrics.ADMISSIONS.labels("mutated", "rewrite")
     rightsized = metrics.RIGHTSIZED.labels("p-test", "1g.10gb")
     hits = metrics.DECISION_MEMO.labels("hit")
-    before = (admissions._value.get(), rightsized._value.get(), hits._value.get(),
-              [b.get() for b in metrics.DURATION._buckets], metrics.DURATION._sum.get())
+    before = (
+        admissions._value.get(),
+        rightsized._value.get(),
+        hits._value.get(),
+        [b.get() for b in metrics.DURATION._buckets],
+        metrics.DURATION._sum.get(),
+    )
     durations = [0.0001, 0.0005, 0.0007, 0.003, 7.0, 0.0005]
     for seconds in durations:
         metrics.observe_admission("mutated", "rewrite", seconds, "p-test", "1g.10gb", "hit")

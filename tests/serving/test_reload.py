@@ -67,8 +67,9 @@ def send(server: LiveServer, verify: str, session: requests.Session | None = Non
     """One review of a pod the default policy rewrites; returns the pool it was put on."""
     post = session.post if session else requests.post
     headers = {} if session else {"Connection": "close"}
-    r = post(server.url + "/mutate", json=review(MUTATED, str(uuid.uuid4())), verify=verify, headers=headers,
-             timeout=10)
+    r = post(
+        server.url + "/mutate", json=review(MUTATED, str(uuid.uuid4())), verify=verify, headers=headers, timeout=10
+    )
     assert r.status_code == 200, r.text
     response = r.json()["response"]
     assert response["allowed"] is True and response["patchType"] == "JSONPatch", response
@@ -143,15 +144,26 @@ def test_a_worker_restarted_while_the_policy_is_invalid_still_serves(tmp_path):
         mounted_volume(config, {"policy.yaml": INVALID.encode()}, "2")
         wait_until(lambda: total(server.metrics(), "gpu_rightsizer_policy_reloads_total", result="failure") == 2)
         # Admission lines reach the log within logs.FLUSH_SECONDS.
-        victim = wait_until(lambda: next((line["pid"] for line in server.log_lines() if line["msg"] == "admission"),
-                                         None))
+        victim = wait_until(
+            lambda: next((line["pid"] for line in server.log_lines() if line["msg"] == "admission"), None)
+        )
         os.kill(victim, signal.SIGKILL)
         # gunicorn boots a replacement; it finds the file invalid, counts it, and serves
         # the policy the server started with instead of failing to boot (which would
         # take the whole server down).
         wait_until(lambda: total(server.metrics(), "gpu_rightsizer_policy_reloads_total", result="failure") == 3)
-        wait_until(lambda: len({line["pid"] for line in server.log_lines()
-                                if line["msg"].startswith("policy file invalid at worker start")}) == 1)
+        wait_until(
+            lambda: (
+                len(
+                    {
+                        line["pid"]
+                        for line in server.log_lines()
+                        if line["msg"].startswith("policy file invalid at worker start")
+                    }
+                )
+                == 1
+            )
+        )
         assert fresh_pools(server, server.ca_file, 20) == {"h100-b"}
         assert server.proc.poll() is None
 
@@ -179,8 +191,13 @@ def test_certificate_swap_with_requests_in_flight(tmp_path):
     both.write_bytes(ca1.read_bytes() + ca2.read_bytes())
     secret = tmp_path / "secret"
     mounted_volume(secret, {"tls/" + k: v for k, v in files1.items()}, "1")
-    with LiveServer(tmp_path, workers=2, cert_file=str(secret / "tls" / "tls.crt"),
-                    key_file=str(secret / "tls" / "tls.key"), ca_file=str(both)) as server:
+    with LiveServer(
+        tmp_path,
+        workers=2,
+        cert_file=str(secret / "tls" / "tls.crt"),
+        key_file=str(secret / "tls" / "tls.key"),
+        ca_file=str(both),
+    ) as server:
         assert presented_cert(server, str(both)) == cert1
         with Load(server, str(both), threads=4) as load:
             wait_until(lambda: load.count > 20)
@@ -206,22 +223,22 @@ def test_half_replaced_key_pair_keeps_the_old_certificate(tmp_path):
     plain.mkdir()
     for k, v in files1.items():
         (plain / k).write_bytes(v)
-    with LiveServer(tmp_path, workers=1, cert_file=str(plain / "tls.crt"), key_file=str(plain / "tls.key"),
-                    ca_file=str(both)) as server:
+    with LiveServer(
+        tmp_path, workers=1, cert_file=str(plain / "tls.crt"), key_file=str(plain / "tls.key"), ca_file=str(both)
+    ) as server:
         assert presented_cert(server, str(both)) == cert1
         (plain / "tls.crt.new").write_bytes(files2["tls.crt"])
         (plain / "tls.crt.new").replace(plain / "tls.crt")  # the key is still the old one
-        wait_until(lambda: total(server.metrics(), "gpu_rightsizer_certificate_reloads_total",
-                                 result="failure") == 1)
+        wait_until(lambda: total(server.metrics(), "gpu_rightsizer_certificate_reloads_total", result="failure") == 1)
         assert presented_cert(server, str(both)) == cert1
         send(server, str(both))
         # A worker born now inherits the context the master built at start.
         # Admission lines reach the log within logs.FLUSH_SECONDS.
-        victim = wait_until(lambda: next((line["pid"] for line in server.log_lines() if line["msg"] == "admission"),
-                                         None))
+        victim = wait_until(
+            lambda: next((line["pid"] for line in server.log_lines() if line["msg"] == "admission"), None)
+        )
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: total(server.metrics(), "gpu_rightsizer_certificate_reloads_total",
-                                 result="failure") == 2)
+        wait_until(lambda: total(server.metrics(), "gpu_rightsizer_certificate_reloads_total", result="failure") == 2)
         assert presented_cert(server, str(both)) == cert1
         send(server, str(both))
         (plain / "tls.key.new").write_bytes(files2["tls.key"])
@@ -235,6 +252,7 @@ def test_half_replaced_key_pair_keeps_the_old_certificate(tmp_path):
 
 def test_policy_reloader_counts_each_change_once(tmp_path):
     from webhook.serving import metrics
+
     path = tmp_path / "policy.yaml"
     path.write_text(default_policy_text())
     holder = PolicyHolder(str(path))

@@ -78,11 +78,31 @@ def test_an_invalid_annotation_is_refused_in_a_well_formed_review(server, sessio
         (b"{not json", "application/json", 400, "not valid JSON"),
         (b"[1, 2]", "application/json", 400, "not a JSON array"),
         (b'"review"', "application/json", 400, "not a JSON string"),
-        ({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "u"}}, "application/json", 400, "admission.k8s.io/v1/AdmissionReview"),
+        (
+            {"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "u"}},
+            "application/json",
+            400,
+            "admission.k8s.io/v1/AdmissionReview",
+        ),
         ({"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}, "application/json", 400, "apiVersion/kind"),
-        ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}, "application/json", 400, "request must be an object"),
-        ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}, "application/json", 400, "request.uid"),
-        ({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}, "application/json", 400, "request.uid"),
+        (
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"},
+            "application/json",
+            400,
+            "request must be an object",
+        ),
+        (
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}},
+            "application/json",
+            400,
+            "request.uid",
+        ),
+        (
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}},
+            "application/json",
+            400,
+            "request.uid",
+        ),
         (b"{}", "text/plain", 415, "Content-Type must be application/json"),
         (b"{}", "application/x-www-form-urlencoded", 415, "Content-Type"),
     ],
@@ -115,8 +135,7 @@ def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(server, len
     # Only the headers are sent: the answer must come without the server reading a byte
     # of the body it was promised.
     head = (
-        f"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {length}\r\n\r\n"
+        f"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
     ).encode()
     answer = raw_exchange(server, head)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -145,7 +164,10 @@ def test_serve_refuses_an_invalid_policy_naming_the_field(tmp_path):
     policy.write_text("pools: [{name: p, gpuModel: V100}]\n")
     result = subprocess.run(
         [sys.executable, "-m", "webhook.cli", "serve", "--policy", str(policy), "--port", "0"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert result.returncode == 2
     assert "pools[0].gpuModel: 'V100' is not in the built-in catalog" in result.stderr

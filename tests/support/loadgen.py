@@ -149,7 +149,10 @@ class LoadGenerator:
                     conn.connect()
                 port = conn.sock.getsockname()[1]
                 conn.request(
-                    "POST", "/mutate?timeout=10s", _review_body(uid, self._template), {"Content-Type": "application/json"}
+                    "POST",
+                    "/mutate?timeout=10s",
+                    _review_body(uid, self._template),
+                    {"Content-Type": "application/json"},
                 )
                 resp = conn.getresponse()
                 body = resp.read()

@@ -127,7 +127,9 @@ class ServedWebhook(LiveServer):
     def worker_pids(self) -> set[int]:
         return children_of(self.proc.pid)
 
-    def wait_for_workers(self, count: int | None = None, exclude: set[int] = frozenset(), timeout: float = 30) -> set[int]:
+    def wait_for_workers(
+        self, count: int | None = None, exclude: set[int] = frozenset(), timeout: float = 30
+    ) -> set[int]:
         """Wait until ``count`` workers not in ``exclude`` run and the server answers."""
         count = self.workers if count is None else count
         deadline = time.monotonic() + timeout

@@ -35,15 +35,36 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, tmp: Path, *, workers: int = 2, threads: int = 4, policy: str | None = None,
-                 cert_file: str | None = None, key_file: str | None = None, ca_file: str | None = None,
-                 reload_seconds: float = 0.3):
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        workers: int = 2,
+        threads: int = 4,
+        policy: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        ca_file: str | None = None,
+        reload_seconds: float = 0.3,
+    ):
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.log_path = tmp / f"serve-{self.port}.out"
         self.err_path = tmp / f"serve-{self.port}.err"
-        args = [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                "--workers", str(workers), "--threads", str(threads)]
+        args = [
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+        ]
         if policy:
             args += ["--policy", policy]
         if cert_file:
@@ -56,8 +77,9 @@ class LiveServer:
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self._out = open(self.log_path, "wb")
         self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._out, stderr=self._err, cwd=ROOT, env=env,
-                                     preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            args, stdout=self._out, stderr=self._err, cwd=ROOT, env=env, preexec_fn=_die_with_parent
+        )
         self.workers = workers
 
     def wait_ready(self, timeout: float = 30) -> LiveServer:
@@ -68,8 +90,10 @@ class LiveServer:
             try:
                 # Every worker has loaded the app (one may still be booting when the first
                 # answers, and a test that swaps files must not race it).
-                if requests.get(self.url + "/readyz", verify=self.ca_file, timeout=2).status_code == 200 \
-                        and len(self.ready_workers()) >= self.workers:
+                if (
+                    requests.get(self.url + "/readyz", verify=self.ca_file, timeout=2).status_code == 200
+                    and len(self.ready_workers()) >= self.workers
+                ):
                     return self
             except OSError:  # not listening yet, or the CA file not written yet
                 pass
@@ -116,8 +140,7 @@ class LiveServer:
 def total(samples: dict[str, float], name: str, **labels: str) -> float:
     """Sum of a metric's samples whose labels include ``labels``."""
     want = [f'{k}="{v}"' for k, v in labels.items()]
-    return sum(v for k, v in samples.items()
-               if (k == name or k.startswith(name + "{")) and all(w in k for w in want))
+    return sum(v for k, v in samples.items() if (k == name or k.startswith(name + "{")) and all(w in k for w in want))
 
 
 def mounted_volume(root: Path, files: dict[str, bytes], generation: str) -> None:
@@ -146,20 +169,34 @@ def pod(name: str = "p", annotations: dict | None = None, gpu: bool = True) -> d
     container = {"name": "main", "image": "registry.example/llm:1"}
     if gpu:
         container["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "ml", "annotations": annotations or {}},
-            "spec": {"containers": [container]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ml", "annotations": annotations or {}},
+        "spec": {"containers": [container]},
+    }
 
 
 def review(obj: dict, uid: str, dry_run: bool = False) -> dict:
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                        "resource": {"group": "", "version": "v1", "resource": "pods"},
-                        "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-                        "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-                        "name": obj["metadata"].get("name"), "namespace": "ml", "operation": "CREATE",
-                        "userInfo": {"username": "test"}, "object": obj, "oldObject": None,
-                        "dryRun": dry_run, "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "name": obj["metadata"].get("name"),
+            "namespace": "ml",
+            "operation": "CREATE",
+            "userInfo": {"username": "test"},
+            "object": obj,
+            "oldObject": None,
+            "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
 
 
 # Pods for each outcome under the default policy.
@@ -185,8 +222,17 @@ class RunningServer:
         self.log_path = Path(workdir) / f"serve-{self.port}.log"
         self.log = open(self.log_path, "wb")
         command = [
-            sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-            "--cert-dir", str(self.cert_dir), *args,
+            sys.executable,
+            "-m",
+            "webhook.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--cert-dir",
+            str(self.cert_dir),
+            *args,
         ]
         self.proc = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=workdir

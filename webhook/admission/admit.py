@@ -35,5 +35,4 @@ def admit(review: AdmissionReview, answers: AnswerSource, body_bytes: int = 0) -
     if not rv.is_pod_create(request):
         return Outcome(rv.allowed(uid), "ignored", None)
     answer, remembered = answers.answer(request.get("object"), body_bytes)
-    return Outcome(rv.with_uid(uid, answer.response_fields), answer.result, answer.decision, answer.patch,
-                   remembered)
+    return Outcome(rv.with_uid(uid, answer.response_fields), answer.result, answer.decision, answer.patch, remembered)

@@ -90,8 +90,13 @@ class DecisionMemo:
     Reads take no lock (a dict lookup is atomic under the GIL); inserts and evictions
     (oldest first) hold one. A malformed pod's denial is remembered like any answer."""
 
-    def __init__(self, source: AnswerSource, max_entries: int = MAX_ENTRIES, max_pod_bytes: int = MAX_POD_BYTES,
-                 max_key_bytes: int = MAX_KEY_BYTES):
+    def __init__(
+        self,
+        source: AnswerSource,
+        max_entries: int = MAX_ENTRIES,
+        max_pod_bytes: int = MAX_POD_BYTES,
+        max_key_bytes: int = MAX_KEY_BYTES,
+    ):
         self.source = source
         self.max_entries = max_entries
         self.max_pod_bytes = max_pod_bytes

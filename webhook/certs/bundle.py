@@ -77,8 +77,17 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key, days: int) -> x5
 
 def _key_usage(**allowed: bool) -> x509.KeyUsage:
     flags = dict.fromkeys(
-        ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-         "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"),
+        (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ),
         False,
     )
     return x509.KeyUsage(**{**flags, **allowed})
@@ -106,9 +115,7 @@ def make_serving_cert(ca_key, ca_cert, names: list[str], days: int = SERVING_DAY
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(digital_signature=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return key, cert
@@ -162,8 +169,9 @@ class TlsBundle:
         return {"tls.crt": self.cert, "tls.key": self.key, "ca.crt": self.ca_cert}
 
 
-def bundle_problem(bundle: TlsBundle, names: list[str], renew_before: dt.timedelta = RENEW_BEFORE,
-                   now: dt.datetime | None = None) -> str | None:
+def bundle_problem(
+    bundle: TlsBundle, names: list[str], renew_before: dt.timedelta = RENEW_BEFORE, now: dt.datetime | None = None
+) -> str | None:
     """Why ``bundle`` cannot serve ``names`` for at least ``renew_before`` (None when it can):
     the chain must verify against its CA for every name, and the key must match."""
     from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
@@ -175,8 +183,9 @@ def bundle_problem(bundle: TlsBundle, names: list[str], renew_before: dt.timedel
         key = serialization.load_pem_private_key(bundle.key, password=None)
     except (ValueError, TypeError) as err:
         return f"unreadable PEM: {err}"
-    if key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) != \
-            cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+    if key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
         return "tls.key is not the key of tls.crt"
     if cert.not_valid_after_utc - now < renew_before:
         return f"the certificate expires {cert.not_valid_after_utc.isoformat()}, within {renew_before.days} days"

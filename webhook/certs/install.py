@@ -139,14 +139,18 @@ def _patch_ca_bundle(admreg, name: str, bundle: bytes, new_ca: bytes, report: In
     report.add(f"mutatingwebhookconfiguration/{name}: caBundle set on {len(ops) // 2} webhook(s)")
 
 
-def _put_secret(core, namespace: str, name: str, existing: dict | None, bundle: TlsBundle,
-                report: InstallReport) -> None:
+def _put_secret(
+    core, namespace: str, name: str, existing: dict | None, bundle: TlsBundle, report: InstallReport
+) -> None:
     data = {k: base64.b64encode(v).decode() for k, v in bundle.as_secret_data().items()}
     if existing is None:
-        body = {"apiVersion": "v1", "kind": "Secret", "type": SECRET_TYPE,
-                "metadata": {"name": name, "namespace": namespace,
-                             "labels": {"app.kubernetes.io/name": "gpu-rightsizer"}},
-                "data": data}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": SECRET_TYPE,
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/name": "gpu-rightsizer"}},
+            "data": data,
+        }
         _write(core.create_namespaced_secret, namespace=namespace, body=body)
         report.add(f"secret/{name}: created")
         return
@@ -165,8 +169,9 @@ def _put_secret(core, namespace: str, name: str, existing: dict | None, bundle: 
     report.add(f"secret/{name}: updated")
 
 
-def install(core, admreg, *, namespace: str, secret: str, webhook_config: str, names: list[str],
-            bundle: TlsBundle | None) -> InstallReport:
+def install(
+    core, admreg, *, namespace: str, secret: str, webhook_config: str, names: list[str], bundle: TlsBundle | None
+) -> InstallReport:
     """Install ``bundle`` (or, when None, keep the Secret's own certificate if it still
     serves ``names``, else make a new one) and point the webhook's caBundle at it."""
     report = InstallReport()

@@ -17,7 +17,9 @@ def run(args) -> int:
     if args.model:
         model = catalog.lookup(args.model)
         if model is None:
-            print(f"gpu-rightsizer: unknown GPU model {args.model!r}; known: {', '.join(catalog.keys)}", file=sys.stderr)
+            print(
+                f"gpu-rightsizer: unknown GPU model {args.model!r}; known: {', '.join(catalog.keys)}", file=sys.stderr
+            )
             return 2
         models = [model]
     else:

@@ -42,7 +42,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--context-length", help="tokens per sequence: 8192, 8k, 128k")
     parser.add_argument("--max-concurrency", help="sequences served at once (default 1)")
     parser.add_argument("--kv-cache-dtype", help="KV cache dtype: " + ", ".join(ann.KV_CACHE_DTYPES))
-    parser.add_argument("--gpu-memory-utilization", help="fraction of the slice the engine takes (default: the policy's)")
+    parser.add_argument(
+        "--gpu-memory-utilization", help="fraction of the slice the engine takes (default: the policy's)"
+    )
     parser.add_argument("--architecture", help="layers=N,kv-heads=N,head-dim=N for a model not in the table")
     parser.add_argument("--gpu-memory", help="explicit need, a Kubernetes quantity (18Gi)")
     parser.add_argument("--list-models", action="store_true", help="print the architecture table and exit")
@@ -102,7 +104,9 @@ def run(args) -> int:
     print(f"policy {policy.source}: {decision.action}: {decision.message}")
     print()
     util = float(need.utilization)
-    print(f"{'GPU model':<19}{'profile':<12}{'usable GiB':>11}{'x ' + format(util, 'g'):>9}{'need GiB':>10}{'spare GiB':>11}")
+    print(
+        f"{'GPU model':<19}{'profile':<12}{'usable GiB':>11}{'x ' + format(util, 'g'):>9}{'need GiB':>10}{'spare GiB':>11}"
+    )
     for key, d in catalog_rows(pod, policy):
         if d.action == "rewrite":
             usable = d.profile.memory_mib

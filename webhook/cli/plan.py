@@ -22,17 +22,47 @@ from webhook.planning.solver import PlanError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("paths", nargs="*", metavar="FILE_OR_DIR", help="manifests (YAML/JSON, multi-document; directories are read recursively)")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="FILE_OR_DIR",
+        help="manifests (YAML/JSON, multi-document; directories are read recursively)",
+    )
     add_policy_argument(parser)
-    parser.add_argument("--kubeconfig", metavar="K", help="read pods of opted-in namespaces and GPU nodes from this cluster")
+    parser.add_argument(
+        "--kubeconfig", metavar="K", help="read pods of opted-in namespaces and GPU nodes from this cluster"
+    )
     parser.add_argument("--in-cluster", action="store_true", help="as --kubeconfig, with the pod's service account")
-    parser.add_argument("--gpus", metavar="POOL=N,...", help="GPUs each pool has (pool name or GPU model); unnamed pools: as many as needed")
-    parser.add_argument("--mig-config", metavar="FILE", help="the mig-parted config the cluster uses now (to read nodes' nvidia.com/mig.config)")
-    parser.add_argument("--time-limit", type=float, default=10.0, metavar="SECONDS", help="solver time limit for the whole plan (default 10)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="CP-SAT search workers (default 1: the same input gives the same plan; more can be faster but may pick another optimum)")
-    parser.add_argument("--report", metavar="DIR", help="write report.md, report.json, PNG charts and the mig-parted config here")
-    parser.add_argument("--config-out", metavar="FILE", help="write the mig-parted config here (default: printed after the table)")
+    parser.add_argument(
+        "--gpus",
+        metavar="POOL=N,...",
+        help="GPUs each pool has (pool name or GPU model); unnamed pools: as many as needed",
+    )
+    parser.add_argument(
+        "--mig-config",
+        metavar="FILE",
+        help="the mig-parted config the cluster uses now (to read nodes' nvidia.com/mig.config)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="solver time limit for the whole plan (default 10)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="CP-SAT search workers (default 1: the same input gives the same plan; more can be faster but may pick another optimum)",
+    )
+    parser.add_argument(
+        "--report", metavar="DIR", help="write report.md, report.json, PNG charts and the mig-parted config here"
+    )
+    parser.add_argument(
+        "--config-out", metavar="FILE", help="write the mig-parted config here (default: printed after the table)"
+    )
 
 
 def _fail(message: str) -> int:
@@ -73,8 +103,10 @@ def run(args) -> int:
         print(f"gpu-rightsizer: {note}", file=sys.stderr)
     if not demand.units:
         read = len(demand.workloads)
-        print(f"gpu-rightsizer: nothing to plan: {read} workload(s) read, none needs a GPU "
-              "(no nvidia.com/gpu request, skipped, refused or zero replicas)")
+        print(
+            f"gpu-rightsizer: nothing to plan: {read} workload(s) read, none needs a GPU "
+            "(no nvidia.com/gpu request, skipped, refused or zero replicas)"
+        )
         return 0
     try:
         plan = plan_fleet(demand, policy, limits, supply, time_limit=args.time_limit, workers=args.workers)
@@ -88,7 +120,10 @@ def run(args) -> int:
         for pool_plan in plan.pools:
             for name, (layout, n) in migparted.layout_counts([g.layout for g in pool_plan.used_gpus]).items():
                 print(f"  {pool_plan.pool.name}: {n:>4} GPUs  {name}  ({layout.describe()})")
-    text = "# mig-parted config written by gpu-rightsizer plan (apply with the GPU operator's mig-manager)\n" + migparted.dump(config)
+    text = (
+        "# mig-parted config written by gpu-rightsizer plan (apply with the GPU operator's mig-manager)\n"
+        + migparted.dump(config)
+    )
     try:
         _write_outputs(args, plan, text, labels)
     except OSError as err:

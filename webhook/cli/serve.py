@@ -25,8 +25,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cert-file", help="serving certificate (PEM); without it a self-signed one is made")
     parser.add_argument("--key-file", help="private key of --cert-file (PEM)")
     parser.add_argument("--cert-dir", default="certs", help="where a generated certificate goes (default: certs/)")
-    parser.add_argument("--host", default=settings.host(), help=f"address to listen on (default: ${settings.HOST}, else 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=settings.port(), help=f"TLS port (default: ${settings.PORT}, else 8443)")
+    parser.add_argument(
+        "--host", default=settings.host(), help=f"address to listen on (default: ${settings.HOST}, else 0.0.0.0)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=settings.port(), help=f"TLS port (default: ${settings.PORT}, else 8443)"
+    )
     parser.add_argument("--workers", type=int, default=gunicorn_conf.workers)
     parser.add_argument("--threads", type=int, default=gunicorn_conf.threads, help="threads per worker")
 
@@ -103,8 +107,11 @@ def run(args) -> int:
         return 2
     if not cert:
         cert, key, ca, made_because = _self_signed(args.cert_dir, args.host)
-        what = "reusing the CA and serving certificate" if made_because is None else \
-            f"made a self-signed CA and serving certificate ({made_because})"
+        what = (
+            "reusing the CA and serving certificate"
+            if made_because is None
+            else f"made a self-signed CA and serving certificate ({made_because})"
+        )
         print(
             f"gpu-rightsizer: no --cert-file given; {what} in {Path(args.cert_dir).resolve()} "
             f"(CA: {ca}, for localhost and 127.0.0.1)",

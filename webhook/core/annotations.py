@@ -60,7 +60,9 @@ def parse_model_size(value: str) -> float:
     """`7b`, `13B`, `1.5b`, `350m`, `560000000` -> parameter count."""
     ok = isinstance(value, str) and len(value) <= _MAX_NUMBER_TEXT
     match = _MODEL_SIZE.fullmatch(value.strip()) if ok else None
-    accepted = "a parameter count: a decimal number with an optional suffix k, m, b or t (7b, 13B, 1.5b, 350m, 560000000)"
+    accepted = (
+        "a parameter count: a decimal number with an optional suffix k, m, b or t (7b, 13B, 1.5b, 350m, 560000000)"
+    )
     if not match:
         raise InvalidAnnotation(MODEL_SIZE, value, accepted)
     params = float(match.group(1)) * _SUFFIXES[match.group(2).lower()]
@@ -140,7 +142,11 @@ def parse_kv_cache_dtype(value: str) -> str:
     key = value.strip().lower() if isinstance(value, str) else None
     if key not in KV_CACHE_DTYPES:
         raise InvalidAnnotation(
-            KV_CACHE_DTYPE, value, "one of " + ", ".join(KV_CACHE_DTYPES) + " (auto = the weight precision; int8/int4 weights keep an fp16 cache)"
+            KV_CACHE_DTYPE,
+            value,
+            "one of "
+            + ", ".join(KV_CACHE_DTYPES)
+            + " (auto = the weight precision; int8/int4 weights keep an fp16 cache)",
         )
     return key
 

@@ -143,7 +143,9 @@ def _workload_class(annotations: dict, policy: Policy) -> WorkloadClass | None:
     found = policy.workload_classes.get(name)
     if found is None:
         raise ann.InvalidAnnotation(
-            ann.WORKLOAD_CLASS, name, "one of " + (", ".join(policy.workload_classes) or "(none: the policy defines no workload classes)")
+            ann.WORKLOAD_CLASS,
+            name,
+            "one of " + (", ".join(policy.workload_classes) or "(none: the policy defines no workload classes)"),
         )
     return found
 
@@ -265,7 +267,7 @@ def decide(pod: dict, policy: Policy) -> Decision:
     if not any(a in annotations for a in ann.SIZING_ANNOTATIONS):
         hint = (
             f"no sizing annotation, so the {GPU_RESOURCE} request stays; add {ann.MODEL_SIZE} "
-            f"(\"7b\"), {ann.MODEL} (\"llama-3.1-8b\"), {ann.GPU_MEMORY} (\"18Gi\") or {ann.PROFILE}"
+            f'("7b"), {ann.MODEL} ("llama-3.1-8b"), {ann.GPU_MEMORY} ("18Gi") or {ann.PROFILE}'
         )
         return Decision("unchanged", message=hint, warnings=warnings)
     if not single:

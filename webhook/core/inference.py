@@ -127,9 +127,13 @@ def inference_need(
     ``weights 14.96 GiB + KV 4.00 GiB (8192 x 4) + 2.25 GiB -> 21.2 GiB``."""
     weights = Fraction(settings.params) * WEIGHT_BYTES[settings.precision]
     kv = (
-        2 * settings.layers * settings.kv_heads * settings.head_dim
+        2
+        * settings.layers
+        * settings.kv_heads
+        * settings.head_dim
         * kv_cache_bytes(settings.precision, settings.kv_dtype)
-        * settings.context * settings.concurrency
+        * settings.context
+        * settings.concurrency
     )
     fixed = (activation_mib + runtime_overhead_mib) * BYTES_PER_MIB
     total = math.ceil(weights + kv + fixed)
@@ -148,8 +152,12 @@ def serving_settings(
     ``params`` is model-size's count when given (it overrides the table's); ``arch`` the
     parsed `model` annotation."""
     explicit = ann.parse_architecture(annotations[ann.ARCHITECTURE]) if ann.ARCHITECTURE in annotations else None
-    concurrency = ann.parse_max_concurrency(annotations[ann.MAX_CONCURRENCY]) if ann.MAX_CONCURRENCY in annotations else 1
-    kv_dtype = ann.parse_kv_cache_dtype(annotations[ann.KV_CACHE_DTYPE]) if ann.KV_CACHE_DTYPE in annotations else "auto"
+    concurrency = (
+        ann.parse_max_concurrency(annotations[ann.MAX_CONCURRENCY]) if ann.MAX_CONCURRENCY in annotations else 1
+    )
+    kv_dtype = (
+        ann.parse_kv_cache_dtype(annotations[ann.KV_CACHE_DTYPE]) if ann.KV_CACHE_DTYPE in annotations else "auto"
+    )
     if ann.CONTEXT_LENGTH not in annotations:
         return None
     context = ann.parse_context_length(annotations[ann.CONTEXT_LENGTH])

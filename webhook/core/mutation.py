@@ -151,9 +151,7 @@ def node_requirements(decision: Decision, policy: Policy) -> list[dict]:
         # GFD rewrites the product label on single-strategy nodes to <product>-MIG-<profile>,
         # so the pool's plain product selector would match no MIG node: the profile-pinned
         # value replaces it rather than being AND-ed beside it.
-        required += [
-            {"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector if k != PRODUCT_LABEL
-        ]
+        required += [{"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector if k != PRODUCT_LABEL]
         required.append({"key": PRODUCT_LABEL, "operator": "In", "values": [pool.mig_product(decision.profile)]})
     else:
         required += [{"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector]

@@ -44,7 +44,7 @@ def diff(original: object, mutated: object, path: str = "") -> list[dict]:
         for i, value in enumerate(original):
             if value is not mutated[i]:
                 ops.extend(diff(value, mutated[i], f"{path}/{i}"))
-        for value in mutated[len(original):]:
+        for value in mutated[len(original) :]:
             ops.append({"op": "add", "path": f"{path}/-", "value": value})
         return ops
     if type(original) is type(mutated) and original == mutated:

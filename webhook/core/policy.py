@@ -28,9 +28,7 @@ from webhook.core.errors import PolicyError
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True, strict=True
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True, strict=True)
 
 
 class NodeSelectorRequirementSpec(_Spec):

@@ -25,9 +25,7 @@ def pod_of(obj: dict) -> tuple[dict, tuple[str, ...]]:
         raise UnsupportedObject(f"expected a Kubernetes object (a mapping), got {type(obj).__name__}")
     kind = obj.get("kind")
     if kind not in POD_TEMPLATE_PATHS:
-        raise UnsupportedObject(
-            f"kind {str(kind)[:64]!r} has no pod; accepted: {', '.join(POD_TEMPLATE_PATHS)}"
-        )
+        raise UnsupportedObject(f"kind {str(kind)[:64]!r} has no pod; accepted: {', '.join(POD_TEMPLATE_PATHS)}")
     path = POD_TEMPLATE_PATHS[kind]
     if path is None:
         return obj, ()

@@ -162,7 +162,12 @@ def workload_of(obj: dict, source: str, policy: Policy) -> Workload:
         replicas = replicas_of(obj)
         decision = decide(pod, policy)
         if kind == "DaemonSet":
-            return Workload(**base, replicas=0, action="invalid", message="DaemonSet: one pod per node, not planned (plan its pods from the live cluster)")
+            return Workload(
+                **base,
+                replicas=0,
+                action="invalid",
+                message="DaemonSet: one pod per node, not planned (plan its pods from the live cluster)",
+            )
         pool, resources, problem = pod_resources(pod, decision, policy)
     except (UnsupportedObject, BadObject) as err:
         return Workload(**base, replicas=0, action="invalid", message=str(err))

@@ -97,7 +97,9 @@ def parse_gpus(spec: str | None, policy: Policy) -> dict[str, int]:
                 + ", ".join(f"{p.name} ({p.model.key})" for p in policy.pools)
             )
         if len(pools) > 1:
-            raise PlanError(f"--gpus: {name!r} is the model of several pools ({', '.join(p.name for p in pools)}); name the pool")
+            raise PlanError(
+                f"--gpus: {name!r} is the model of several pools ({', '.join(p.name for p in pools)}); name the pool"
+            )
         out[pools[0].name] = int(count)
     return out
 

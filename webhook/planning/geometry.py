@@ -56,7 +56,9 @@ class Layout:
             return "MIG disabled (whole GPU)"
         if not self.instances:
             return "MIG enabled, no instances"
-        return " + ".join(f"{n}x {p}" for p, n in sorted(self.counts.items(), key=lambda kv: (-_slices_of(kv[0]), kv[0])))
+        return " + ".join(
+            f"{n}x {p}" for p, n in sorted(self.counts.items(), key=lambda kv: (-_slices_of(kv[0]), kv[0]))
+        )
 
 
 WHOLE_LAYOUT = Layout(mig_enabled=False)
@@ -68,7 +70,10 @@ def _slices_of(profile_name: str) -> int:
 
 
 def _candidates(profiles: tuple[MigProfile, ...]) -> list[tuple[MigProfile, int]]:
-    return sorted(((p, s) for p in profiles for s in p.placement_starts), key=lambda ps: (ps[1], -ps[0].placement_size, ps[0].name))
+    return sorted(
+        ((p, s) for p in profiles for s in p.placement_starts),
+        key=lambda ps: (ps[1], -ps[0].placement_size, ps[0].name),
+    )
 
 
 def _enumerate(model: GpuModel, profiles: tuple[MigProfile, ...]):

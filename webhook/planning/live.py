@@ -48,7 +48,9 @@ def api_client(kubeconfig: str | None):
     return client.ApiClient(configuration)
 
 
-def list_items(api, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None) -> list[dict]:
+def list_items(
+    api, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+) -> list[dict]:
     """Every item of a list, following `continue` tokens, as plain dicts.
 
     kubernetes.dynamic works across client versions (the generated ApiClient.call_api
@@ -103,7 +105,10 @@ def _assigned(pod: dict, policy: Policy) -> tuple[Pool, dict[str, int]] | None:
 def workload_of_pod(pod: dict, policy: Policy) -> Workload:
     meta = pod.get("metadata") or {}
     base = dict(
-        source="cluster", kind="Pod", namespace=meta.get("namespace", ""), name=meta.get("name", "?"),
+        source="cluster",
+        kind="Pod",
+        namespace=meta.get("namespace", ""),
+        name=meta.get("name", "?"),
         node=(pod.get("spec") or {}).get("nodeName"),
     )
     assigned = _assigned(pod, policy)
@@ -113,17 +118,33 @@ def workload_of_pod(pod: dict, policy: Policy) -> Workload:
     if assigned is not None:
         pool, counts = assigned
         profile = (meta.get("annotations") or {}).get(ann.ASSIGNED_PROFILE) or ",".join(counts)
-        return Workload(**base, replicas=1, action="assigned", message=f"holds {', '.join(f'{n}x {MIG_RESOURCE_PREFIX}{p}' for p, n in counts.items())}",
-                        pool=pool.name, per_replica=tuple(sorted(counts.items())), assigned_profile=profile)
+        return Workload(
+            **base,
+            replicas=1,
+            action="assigned",
+            message=f"holds {', '.join(f'{n}x {MIG_RESOURCE_PREFIX}{p}' for p, n in counts.items())}",
+            pool=pool.name,
+            per_replica=tuple(sorted(counts.items())),
+            assigned_profile=profile,
+        )
     try:
         decision = decide(pod, policy)
         pool, resources, problem = pod_resources(pod, decision, policy)
     except BadObject as err:
         return Workload(**base, replicas=0, action="invalid", message=str(err))
     if problem or decision.action == "deny":
-        return Workload(**base, replicas=0, action="invalid" if problem else "deny", message=problem or decision.message)
-    return Workload(**base, replicas=1, action=decision.action, message=decision.message or "; ".join(decision.warnings),
-                    pool=pool, per_replica=tuple(sorted(resources.items())), assigned_profile=decision.assigned_profile)
+        return Workload(
+            **base, replicas=0, action="invalid" if problem else "deny", message=problem or decision.message
+        )
+    return Workload(
+        **base,
+        replicas=1,
+        action=decision.action,
+        message=decision.message or "; ".join(decision.warnings),
+        pool=pool,
+        per_replica=tuple(sorted(resources.items())),
+        assigned_profile=decision.assigned_profile,
+    )
 
 
 def demand_from_pods(pods: list[dict], policy: Policy) -> Demand:
@@ -151,7 +172,9 @@ def node_pool(node: dict, policy: Policy) -> Pool | None:
     return next((p for p in policy.pools if model is not None and p.model.key == model.key), None)
 
 
-def layout_of_config_name(name: str, model: GpuModel, known: dict[str, list[dict]] | None = None) -> list[Layout] | Layout | None:
+def layout_of_config_name(
+    name: str, model: GpuModel, known: dict[str, list[dict]] | None = None
+) -> list[Layout] | Layout | None:
     """What a mig.config name means on one GPU: mig-parted's standard names
     (deployments/systemd/config-default.yaml: all-disabled, all-enabled, all-<profile>
     at its maximum count, all-balanced), names this planner writes, or an entry of a
@@ -175,7 +198,7 @@ def layout_of_config_name(name: str, model: GpuModel, known: dict[str, list[dict
             return realise(model, {profile.name: profile.max_instances})
     if name.startswith(PREFIX + "-"):
         counts = {}
-        for part in name[len(PREFIX) + 1:].split("-"):
+        for part in name[len(PREFIX) + 1 :].split("-"):
             n, x, profile = part.partition("x")
             if not (x and n.isdigit()):
                 return None
@@ -194,7 +217,7 @@ def _layout_of_entries(entries: list[dict], model: GpuModel) -> list[Layout] | L
         if layout is None:
             return None
         devices = entry.get("devices", "all")
-        for d in ([devices] if devices == "all" else devices or []):
+        for d in [devices] if devices == "all" else devices or []:
             per_device.setdefault(d, layout)
     if "all" in per_device:
         return per_device["all"]
@@ -243,7 +266,9 @@ def gpus_of_node(node: dict, policy: Policy, known: dict | None = None) -> tuple
     return pool, [LiveGpu(name, i, layouts[i], label) for i in range(count)], how
 
 
-def supply_from_nodes(nodes: list[dict], policy: Policy, known: dict | None = None) -> tuple[dict[str, list[LiveGpu]], list[str]]:
+def supply_from_nodes(
+    nodes: list[dict], policy: Policy, known: dict | None = None
+) -> tuple[dict[str, list[LiveGpu]], list[str]]:
     supply: dict[str, list[LiveGpu]] = {p.name: [] for p in policy.pools}
     notes = []
     for node in nodes:
@@ -254,7 +279,9 @@ def supply_from_nodes(nodes: list[dict], policy: Policy, known: dict | None = No
         pool, gpus, how = gpus_of_node(node, policy, known)
         if pool is not None and gpus:
             supply[pool.name].extend(gpus)
-            notes.append(f"node {node['metadata']['name']}: {len(gpus)} GPUs in pool {pool.name}; current layout from {how}")
+            notes.append(
+                f"node {node['metadata']['name']}: {len(gpus)} GPUs in pool {pool.name}; current layout from {how}"
+            )
         else:
             notes.append(how)
     return supply, notes

@@ -19,8 +19,13 @@ def _pool_figures(plan: FleetPlan, pool_plan) -> dict:
     model = pool_plan.pool.model
     used = pool_plan.used_gpus
     held = [pl for pl in plan.placements if pl.unit.pool == pool_plan.pool.name]
-    busy_compute = sum(model.compute_slices if pl.instance is None else model.profile(pl.instance.profile).compute_slices for pl in held)
-    busy_memory = sum(model.memory_mib if pl.instance is None else model.profile(pl.instance.profile).memory_mib for pl in held)
+    busy_compute = sum(
+        model.compute_slices if pl.instance is None else model.profile(pl.instance.profile).compute_slices
+        for pl in held
+    )
+    busy_memory = sum(
+        model.memory_mib if pl.instance is None else model.profile(pl.instance.profile).memory_mib for pl in held
+    )
     total_compute = len(used) * model.compute_slices
     total_memory = len(used) * model.memory_mib
     instance_memory = sum(memory_mib(model, g.layout) for g in used)
@@ -43,8 +48,7 @@ def _pool_figures(plan: FleetPlan, pool_plan) -> dict:
         "stranded_memory_gib": round((total_memory - instance_memory) / MIB_PER_GIB, 2),
         "idle_instance_memory_gib": round((instance_memory - busy_memory) / MIB_PER_GIB, 2) if used else 0,
         "layouts": [
-            {"layout": layout, "gpus": n}
-            for layout, n in Counter(g.layout.describe() for g in used).most_common()
+            {"layout": layout, "gpus": n} for layout, n in Counter(g.layout.describe() for g in used).most_common()
         ],
         "unserved": pool_plan.unserved,
     }
@@ -63,8 +67,15 @@ def summary(plan: FleetPlan) -> dict:
         "workloads_by_decision": dict(sorted(workloads.items())),
         "pools": [_pool_figures(plan, p) for p in plan.pools],
         "workloads": [
-            {"workload": w.label, "source": w.source, "replicas": w.replicas, "decision": w.action,
-             "pool": w.pool, "per_replica": dict(w.per_replica), "message": w.message}
+            {
+                "workload": w.label,
+                "source": w.source,
+                "replicas": w.replicas,
+                "decision": w.action,
+                "pool": w.pool,
+                "per_replica": dict(w.per_replica),
+                "message": w.message,
+            }
             for w in plan.demand.workloads
         ],
         "left_over": [{"pod": u.label, "resource": u.resource, "why": why} for u, why in plan.left_over],
@@ -73,7 +84,9 @@ def summary(plan: FleetPlan) -> dict:
 
 
 def terminal_table(data: dict) -> str:
-    lines = [f"{'pool':<14}{'model':<12}{'GPUs':>6}{'bound':>7}{'optimal':>9}{'slices':>8}{'memory':>8}{'stranded':>10}{'reconf':>8}"]
+    lines = [
+        f"{'pool':<14}{'model':<12}{'GPUs':>6}{'bound':>7}{'optimal':>9}{'slices':>8}{'memory':>8}{'stranded':>10}{'reconf':>8}"
+    ]
     for p in data["pools"]:
         lines.append(
             f"{p['pool']:<14}{p['gpu_model']:<12}{p['gpus']:>6}{p['lower_bound']:>7}"
@@ -103,7 +116,8 @@ def markdown(data: dict, charts: list[str]) -> str:
         f"- Pods needing GPUs: {data['pods']} ({', '.join(f'{k}: {v}' for k, v in data['workloads_by_decision'].items())} workloads by webhook decision)",
         f"- GPUs with whole-GPU requests: **{data['gpus_whole_gpu_requests']}**",
         f"- GPUs with right-sized MIG slices: **{data['gpus_right_sized']}** (lower bound {data['lower_bound']}; "
-        + ("proven optimal" if data["proven_optimal"] else "not proven optimal within the time limit") + ")",
+        + ("proven optimal" if data["proven_optimal"] else "not proven optimal within the time limit")
+        + ")",
         f"- Ratio: **{ratio}**",
         "",
         "| pool | model | supply | GPUs | lower bound | optimal | slice util. | memory util. | stranded | idle instances | reconfigured |",
@@ -118,10 +132,18 @@ def markdown(data: dict, charts: list[str]) -> str:
     for p in data["pools"]:
         out += ["", f"## Pool {p['pool']} layouts", "", "| GPUs | layout |", "|---:|---|"]
         out += [f"| {l['gpus']} | {l['layout']} |" for l in p["layouts"]]
-    out += ["", "## Workloads", "", "| workload | replicas | decision | per replica | message |", "|---|---:|---|---|---|"]
+    out += [
+        "",
+        "## Workloads",
+        "",
+        "| workload | replicas | decision | per replica | message |",
+        "|---|---:|---|---|---|",
+    ]
     for w in data["workloads"]:
         per = ", ".join(f"{n}x {r}" for r, n in w["per_replica"].items()) or "-"
-        out.append(f"| {w['workload']} | {w['replicas']} | {w['decision']} | {per} | {w['message'].replace('|', '/')} |")
+        out.append(
+            f"| {w['workload']} | {w['replicas']} | {w['decision']} | {per} | {w['message'].replace('|', '/')} |"
+        )
     if data["left_over"]:
         out += ["", "## Left over", ""] + [f"- {x['pod']} ({x['resource']}): {x['why']}" for x in data["left_over"]]
     if data["moves"]:
@@ -153,7 +175,9 @@ def write_charts(plan: FleetPlan, data: dict, directory: str) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(5, 4))
     values = [data["gpus_whole_gpu_requests"], data["gpus_right_sized"], data["lower_bound"]]
-    bars = ax.bar(["whole-GPU\nrequests", "right-sized\nMIG", "lower\nbound"], values, color=["#888", "#76b900", "#bbb"])
+    bars = ax.bar(
+        ["whole-GPU\nrequests", "right-sized\nMIG", "lower\nbound"], values, color=["#888", "#76b900", "#bbb"]
+    )
     ax.bar_label(bars)
     ax.set_ylabel("GPUs")
     ax.set_title(f"GPUs needed (ratio {data['ratio']:.2f}x)" if data["ratio"] else "GPUs needed")
@@ -166,15 +190,30 @@ def write_charts(plan: FleetPlan, data: dict, directory: str) -> list[str]:
         fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
         pools = [p["pool"] for p in data["pools"]]
         x = range(len(pools))
-        left.bar([i - 0.2 for i in x], [100 * (p["slice_utilisation"] or 0) for p in data["pools"]], 0.4, label="compute slices")
-        left.bar([i + 0.2 for i in x], [100 * (p["memory_utilisation"] or 0) for p in data["pools"]], 0.4, label="memory")
+        left.bar(
+            [i - 0.2 for i in x],
+            [100 * (p["slice_utilisation"] or 0) for p in data["pools"]],
+            0.4,
+            label="compute slices",
+        )
+        left.bar(
+            [i + 0.2 for i in x], [100 * (p["memory_utilisation"] or 0) for p in data["pools"]], 0.4, label="memory"
+        )
         left.set_xticks(list(x), pools)
         left.set_ylim(0, 120)  # room for the legend above 100%
         left.set_ylabel("% of planned GPUs in use")
         left.set_title("Utilisation per pool")
         left.legend(loc="upper center", ncol=2)
-        right.bar(pools, [p["stranded_memory_gib"] for p in data["pools"]], color="#d62728", label="stranded (no instance)")
-        right.bar(pools, [p["idle_instance_memory_gib"] for p in data["pools"]], bottom=[p["stranded_memory_gib"] for p in data["pools"]], color="#ffbf80", label="idle instances")
+        right.bar(
+            pools, [p["stranded_memory_gib"] for p in data["pools"]], color="#d62728", label="stranded (no instance)"
+        )
+        right.bar(
+            pools,
+            [p["idle_instance_memory_gib"] for p in data["pools"]],
+            bottom=[p["stranded_memory_gib"] for p in data["pools"]],
+            color="#ffbf80",
+            label="idle instances",
+        )
         right.set_ylabel("GiB")
         right.set_title("Memory not serving a pod")
         right.legend()
@@ -197,19 +236,33 @@ def write_charts(plan: FleetPlan, data: dict, directory: str) -> list[str]:
             for gpu in used:
                 groups.setdefault(gpu.layout.key, []).append(gpu)
             rows = [(gpus[0], f"{len(gpus)} GPUs") for gpus in sorted(groups.values(), key=len, reverse=True)]
-        profiles = sorted({i.profile for g, _ in rows for i in g.layout.instances}, key=lambda n: (model.profile(n).placement_size, n))
+        profiles = sorted(
+            {i.profile for g, _ in rows for i in g.layout.instances}, key=lambda n: (model.profile(n).placement_size, n)
+        )
         colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(profiles)}
         fig, ax = plt.subplots(figsize=(8, 1 + 0.28 * len(rows)))
         for row, (gpu, _) in enumerate(rows):
             y = len(rows) - 1 - row
             if not gpu.layout.mig_enabled:
                 ax.add_patch(Rectangle((0, y + 0.1), model.memory_slices, 0.8, color="#888"))
-                ax.text(model.memory_slices / 2, y + 0.5, "whole GPU", ha="center", va="center", fontsize=7, color="white")
+                ax.text(
+                    model.memory_slices / 2, y + 0.5, "whole GPU", ha="center", va="center", fontsize=7, color="white"
+                )
                 continue
             for inst in gpu.layout.instances:
                 idle = len(used) <= MAX_GPU_ROWS and (id(gpu), inst) not in busy
-                ax.add_patch(Rectangle((inst.start, y + 0.1), inst.size, 0.8, facecolor=colours[inst.profile], alpha=0.35 if idle else 1,
-                                       edgecolor="black", hatch="//" if idle else None, linewidth=0.5))
+                ax.add_patch(
+                    Rectangle(
+                        (inst.start, y + 0.1),
+                        inst.size,
+                        0.8,
+                        facecolor=colours[inst.profile],
+                        alpha=0.35 if idle else 1,
+                        edgecolor="black",
+                        hatch="//" if idle else None,
+                        linewidth=0.5,
+                    )
+                )
                 ax.text(inst.start + inst.size / 2, y + 0.5, inst.profile, ha="center", va="center", fontsize=6)
         ax.set_xlim(0, model.memory_slices)
         ax.set_ylim(0, len(rows))
@@ -217,7 +270,9 @@ def write_charts(plan: FleetPlan, data: dict, directory: str) -> list[str]:
         ax.set_xlabel("memory slice (placement start)")
         ax.set_yticks([len(rows) - 1 - r + 0.5 for r in range(len(rows))], [label for _, label in rows], fontsize=6)
         title = f"Pool {pool_plan.pool.name} ({model.key}): GPU layouts"
-        title += ", hatched = idle instance" if len(used) <= MAX_GPU_ROWS else f" ({len(used)} GPUs, one row per layout)"
+        title += (
+            ", hatched = idle instance" if len(used) <= MAX_GPU_ROWS else f" ({len(used)} GPUs, one row per layout)"
+        )
         ax.set_title(title, fontsize=9)
         fig.tight_layout()
         name = f"layout-{pool_plan.pool.name}.png"

@@ -177,7 +177,11 @@ def solve_pool(problem: PoolProblem, time_limit: float = 10.0, workers: int = 1)
     unserved = {r: model.NewIntVar(0, n if limited else 0, f"u_{r}") for r, n in demand.items()}
     for resource, n in demand.items():
         model.Add(
-            sum(options[j].counts.get(resource, 0) * var for (_, j), var in uses.items() if options[j].counts.get(resource))
+            sum(
+                options[j].counts.get(resource, 0) * var
+                for (_, j), var in uses.items()
+                if options[j].counts.get(resource)
+            )
             + unserved[resource]
             >= n
         )
@@ -210,7 +214,9 @@ def solve_pool(problem: PoolProblem, time_limit: float = 10.0, workers: int = 1)
             if i == 0 and status == cp_model.INFEASIBLE:
                 raise PlanError(f"pool {pool.name}: no layout covers the demand")
             if not stages:
-                raise PlanError(f"pool {pool.name}: the solver found no plan within {time_limit:g}s ({solver.StatusName(status)})")
+                raise PlanError(
+                    f"pool {pool.name}: the solver found no plan within {time_limit:g}s ({solver.StatusName(status)})"
+                )
             break  # keep the previous stage's solution (hinted below)
         value = round(solver.ObjectiveValue())
         stages.append(StageResult(name, value, status == cp_model.OPTIMAL, solver.BestObjectiveBound()))
@@ -239,7 +245,9 @@ def solve_pool(problem: PoolProblem, time_limit: float = 10.0, workers: int = 1)
 
 def _expand(problem: PoolProblem, options: list[Layout], values: dict) -> list[PlannedGpu]:
     if problem.live is None:
-        return [PlannedGpu(options[j]) for (_, j), n in sorted(values.items(), key=lambda kv: kv[0][1]) for _ in range(n)]
+        return [
+            PlannedGpu(options[j]) for (_, j), n in sorted(values.items(), key=lambda kv: kv[0][1]) for _ in range(n)
+        ]
     out: list[PlannedGpu] = []
     by_class: dict[object, list[LiveGpu]] = {}
     for gpu in problem.live:

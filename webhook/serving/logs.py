@@ -70,8 +70,9 @@ def _line(created: float, level: str, name: str, msg: str, fields: dict | None) 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = _line(record.created, record.levelname.lower(), record.name, record.getMessage(),
-                     getattr(record, "fields", None))
+        line = _line(
+            record.created, record.levelname.lower(), record.name, record.getMessage(), getattr(record, "fields", None)
+        )
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
@@ -149,7 +150,7 @@ class _Lines:
 
 def _write_all(fd: int, data: bytes) -> None:
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 FLUSH_SECONDS = 0.2
@@ -225,8 +226,13 @@ def info_line(msg: str, fields: dict) -> None:
     if not logger.isEnabledFor(logging.INFO):
         return
     handler = _handler
-    if handler is None or logger.handlers != [handler] or handler.level > logging.INFO or logger.filters \
-            or handler.filters:
+    if (
+        handler is None
+        or logger.handlers != [handler]
+        or handler.level > logging.INFO
+        or logger.filters
+        or handler.filters
+    ):
         logger.info(msg, extra={"fields": fields})
         return
     line = orjson.dumps(_line(time.time(), "info", LOGGER, msg, fields), default=str)
@@ -253,8 +259,16 @@ def _text(value: object) -> str | None:
     return text if len(text) <= MAX_FIELD else text[:MAX_FIELD] + "…"
 
 
-def admission_fields(review: dict, outcome: RecordedResult, action: RecordedAction, message: str, duration_s: float,
-                     pool: str | None = None, profile: str | None = None, memo: MemoResult = "") -> dict:
+def admission_fields(
+    review: dict,
+    outcome: RecordedResult,
+    action: RecordedAction,
+    message: str,
+    duration_s: float,
+    pool: str | None = None,
+    profile: str | None = None,
+    memo: MemoResult = "",
+) -> dict:
     """The fields of one admission's log line, from the decoded AdmissionReview."""
     request = review.get("request") or {}
     obj = request.get("object")

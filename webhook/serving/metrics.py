@@ -60,8 +60,7 @@ BAD_REQUESTS = Counter(
 )
 POLICY_RELOADS = Counter(
     "gpu_rightsizer_policy_reloads_total",
-    "Policy file changes seen on disk, by result (success: now in force; failure: invalid, "
-    "the previous policy stays).",
+    "Policy file changes seen on disk, by result (success: now in force; failure: invalid, the previous policy stays).",
     ["result"],
 )
 CERT_RELOADS = Counter(
@@ -103,8 +102,14 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def observe_admission(outcome: RecordedResult, action: RecordedAction, seconds: float, pool: str | None = None,
-                      profile: str | None = None, memo: MemoResult = "") -> None:
+def observe_admission(
+    outcome: RecordedResult,
+    action: RecordedAction,
+    seconds: float,
+    pool: str | None = None,
+    profile: str | None = None,
+    memo: MemoResult = "",
+) -> None:
     if not _flusher_started:
         _start_flusher()
     _pending.append((outcome, action, seconds, pool, profile, memo))

@@ -14,7 +14,10 @@ log = logging.getLogger(LOGGER)
 # Outcome.result -> the metrics' and log line's result: an "ignored" pod is counted as
 # "unchanged" (it was admitted as it came); "error" is an admission that raised.
 _RECORDED: dict[AnswerResult, RecordedResult] = {
-    "mutated": "mutated", "unchanged": "unchanged", "ignored": "unchanged", "denied": "denied",
+    "mutated": "mutated",
+    "unchanged": "unchanged",
+    "ignored": "unchanged",
+    "denied": "denied",
 }
 
 

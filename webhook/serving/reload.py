@@ -99,8 +99,10 @@ class PolicyReloader:
             reloader._loaded, reloader._failed = None, sig
             metrics.POLICY_RELOADS.labels("failure").inc()
             using = "the last policy a worker loaded" if known_good else "the policy validated at server start"
-            log.error(f"policy file invalid at worker start; using {using}",
-                      extra={"fields": {"path": path, "error": str(err)}})
+            log.error(
+                f"policy file invalid at worker start; using {using}",
+                extra={"fields": {"path": path, "error": str(err)}},
+            )
             return reloader
         remember_good_policy(text)
         return cls(PolicyHolder(path, policy), path)
@@ -114,8 +116,10 @@ class PolicyReloader:
         except PolicyError as err:
             self._failed = sig
             metrics.POLICY_RELOADS.labels("failure").inc()
-            log.error("policy reload failed; keeping the previous policy",
-                      extra={"fields": {"path": self.path, "error": str(err)}})
+            log.error(
+                "policy reload failed; keeping the previous policy",
+                extra={"fields": {"path": self.path, "error": str(err)}},
+            )
             return
         self.holder.replace(policy)
         remember_good_policy(text)
@@ -164,14 +168,17 @@ class TlsContexts:
         except (ssl.SSLError, OSError, ValueError) as err:
             self._failed = sig
             metrics.CERT_RELOADS.labels("failure").inc()
-            log.error("certificate reload failed; serving the previous one",
-                      extra={"fields": {"certFile": self.cert_file, "error": str(err)}})
+            log.error(
+                "certificate reload failed; serving the previous one",
+                extra={"fields": {"certFile": self.cert_file, "error": str(err)}},
+            )
             return
         with self._lock:
             self._context, self._loaded, self._failed, self._not_after = context, sig, None, not_after
         metrics.CERT_RELOADS.labels("success").inc()
-        log.info("certificate reloaded",
-                 extra={"fields": {"certFile": self.cert_file, "notAfter": not_after.isoformat()}})
+        log.info(
+            "certificate reloaded", extra={"fields": {"certFile": self.cert_file, "notAfter": not_after.isoformat()}}
+        )
 
 
 def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:

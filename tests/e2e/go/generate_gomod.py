@@ -10,6 +10,7 @@ The list changes between releases, so it is read from the upstream go.mod
 Usage: generate_gomod.py   (then run `go mod tidy`)
 Environment (GOMODCACHE, GOPROXY, ...) is passed through to `go`.
 """
+
 import json
 import os
 import re
@@ -30,7 +31,10 @@ def upstream_gomod_text() -> str:
     """Download k8s.io/kubernetes's go.mod and return its text."""
     out = subprocess.run(
         ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{K8S_VERSION}"],
-        check=True, capture_output=True, text=True, cwd="/",
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/",
         # Outside any module, so this module's (possibly stale) go.mod is not read.
         env={**os.environ, "GO111MODULE": "on", "GOFLAGS": "-mod=mod"},
     ).stdout
@@ -42,8 +46,7 @@ def upstream_gomod_text() -> str:
 
 
 def staging_modules(gomod: str) -> list[str]:
-    mods = sorted({m.group(1) for line in gomod.splitlines()
-                   if (m := STAGING_RE.match(line))})
+    mods = sorted({m.group(1) for line in gomod.splitlines() if (m := STAGING_RE.match(line))})
     if not mods:
         sys.exit("no './staging' replace lines found in k8s.io/kubernetes go.mod")
     return mods

@@ -105,7 +105,13 @@ FIELDS: list[tuple[str, type, dict, dict, bool]] = [
     (C0 + "/resources", dict, _ALLOWED, _DENIED("spec.containers[0].resources"), True),
     (C0 + "/resources/limits", dict, _PATCHED, _DENIED("spec.containers[0].resources.limits"), True),
     (C0 + "/resources/requests", dict, _PATCHED, _DENIED("spec.containers[0].resources.requests"), True),
-    (C0 + "/resources/limits/" + GPU, str, _PATCHED, {"review": "allowed", "warning_mentions": "nvidia.com/gpu"}, False),
+    (
+        C0 + "/resources/limits/" + GPU,
+        str,
+        _PATCHED,
+        {"review": "allowed", "warning_mentions": "nvidia.com/gpu"},
+        False,
+    ),
     (C0 + "/name", str, _PATCHED, _PATCHED, False),
     (O + "/spec/affinity", dict, _PATCHED, _DENIED("spec.affinity"), True),
     (O + "/spec/tolerations", list, _PATCHED, _DENIED("spec.tolerations"), True),
@@ -158,7 +164,9 @@ def big_cases() -> list[Case]:
     review["request"]["uid"] = "u" * 129
     cases.append(_review_case("uid-129-chars", review, _400("at most 128")))
     depth = 10_000
-    cases.append(Case("nesting-10000-whole-body", b"[" * depth + b"]" * depth, {"status": 400, "mentions": "not valid JSON"}))
+    cases.append(
+        Case("nesting-10000-whole-body", b"[" * depth + b"]" * depth, {"status": 400, "mentions": "not valid JSON"})
+    )
     review = captured_review()
     nested = json.dumps(review).encode()
     deep = b"[" * depth + b"1" + b"]" * depth
@@ -188,11 +196,22 @@ def big_cases() -> list[Case]:
         review["request"][where] = "@DEEP@"
         expect = _PATCHED if where == "name" else _400("request.namespace")
         cases.append(
-            Case(f"request-{where}-1000-deep-array", json.dumps(review).encode().replace(b'"@DEEP@"', deep_1000), expect, uid=review["request"]["uid"])
+            Case(
+                f"request-{where}-1000-deep-array",
+                json.dumps(review).encode().replace(b'"@DEEP@"', deep_1000),
+                expect,
+                uid=review["request"]["uid"],
+            )
         )
     review = captured_review()
     review["apiVersion"] = "@DEEP@"
-    cases.append(Case("apiversion-1000-deep-array", json.dumps(review).encode().replace(b'"@DEEP@"', deep_1000), _400("apiVersion/kind")))
+    cases.append(
+        Case(
+            "apiversion-1000-deep-array",
+            json.dumps(review).encode().replace(b'"@DEEP@"', deep_1000),
+            _400("apiVersion/kind"),
+        )
+    )
 
     review = captured_review()
     template = review["request"]["object"]["spec"]["containers"][0]
@@ -203,13 +222,15 @@ def big_cases() -> list[Case]:
     review = copy.deepcopy(review)
     for c in review["request"]["object"]["spec"]["containers"]:
         c["resources"]["limits"]["nvidia.com/gpu"] = c["resources"]["requests"]["nvidia.com/gpu"] = "2"
-    cases.append(_review_case("1000-two-gpu-containers", review, {"review": "allowed", "warning_mentions": "more warnings not shown"}))
+    cases.append(
+        _review_case(
+            "1000-two-gpu-containers", review, {"review": "allowed", "warning_mentions": "more warnings not shown"}
+        )
+    )
 
     for name in ("model-size", "gpu-memory", "precision", "profile", "workload-class"):
         annotation = "gpu-rightsizer.io/" + name
-        cases.append(
-            _review_case(f"1mb-{name}", _with_annotation(annotation, "9" * MIB), _DENIED(annotation))
-        )
+        cases.append(_review_case(f"1mb-{name}", _with_annotation(annotation, "9" * MIB), _DENIED(annotation)))
         cases.append(
             _review_case(
                 f"1mb-control-chars-{name}",
@@ -219,11 +240,13 @@ def big_cases() -> list[Case]:
         )
     # The quadratic backtracking of the old model-size pattern: digits, spaces, a letter.
     cases.append(
-        _review_case("model-size-redos-1mb", _with_annotation("gpu-rightsizer.io/model-size", "1" + " " * MIB + "x"), _DENIED("model-size"))
+        _review_case(
+            "model-size-redos-1mb",
+            _with_annotation("gpu-rightsizer.io/model-size", "1" + " " * MIB + "x"),
+            _DENIED("model-size"),
+        )
     )
-    cases.append(
-        _review_case("unrelated-1mb-annotation", _with_annotation("example.com/notes", "\n" * MIB), _PATCHED)
-    )
+    cases.append(_review_case("unrelated-1mb-annotation", _with_annotation("example.com/notes", "\n" * MIB), _PATCHED))
     review = captured_review()
     review["request"]["object"]["metadata"]["annotations"]["example.com/pad"] = ""
     pad = MAX_BODY_BYTES - len(json.dumps(review).encode())
