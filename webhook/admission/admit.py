@@ -8,6 +8,7 @@ benchmarks all run exactly this.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from webhook.admission import review as rv
 from webhook.admission.answer import AnswerSource
@@ -21,7 +22,7 @@ class Outcome:
     response: AdmissionResponse
     result: AnswerResult
     decision: Decision | None
-    patch: tuple[dict, ...] = ()
+    patch: tuple[dict[str, Any], ...] = ()
     memo: MemoResult = ""  # the DecisionMemo's answer: hit | miss | skipped; "" when none was asked
 
 

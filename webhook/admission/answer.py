@@ -9,7 +9,7 @@ and admit needs no branch for "is there a memo".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from webhook.admission import review as rv
 from webhook.core.decision import Decision, decide
@@ -28,11 +28,11 @@ class Answer:
 
     result: AnswerResult
     decision: Decision | None
-    patch: tuple[dict, ...]
-    response_fields: dict  # the AdmissionResponse without "uid" (review.with_uid adds it)
+    patch: tuple[dict[str, Any], ...]
+    response_fields: dict[str, Any]  # the AdmissionResponse without "uid" (review.with_uid adds it)
 
 
-def pod_patch(pod: dict, policy: Policy) -> tuple[Decision, list[dict]]:
+def pod_patch(pod: dict[str, Any], policy: Policy) -> tuple[Decision, list[dict[str, Any]]]:
     """The decision for ``pod`` and the JSON Patch that applies it (empty when nothing
     changes, so a second pass over a mutated pod yields no patch)."""
     decision = decide(pod, policy)

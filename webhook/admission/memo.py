@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Any
 
 import orjson
 
@@ -48,7 +49,7 @@ MAX_POD_BYTES = 16 * 1024
 MAX_KEY_BYTES = 4 * 1024 * 1024
 
 
-def _without(mapping: dict, names: tuple[str, ...]) -> dict:
+def _without(mapping: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     # copy() and pop() run in C; a comprehension over the keys took twice as long.
     out = mapping.copy()
     for name in names:
@@ -56,7 +57,7 @@ def _without(mapping: dict, names: tuple[str, ...]) -> dict:
     return out
 
 
-def pod_key(pod: dict) -> bytes | None:
+def pod_key(pod: dict[str, Any]) -> bytes | None:
     """``pod`` without its per-pod fields, as JSON bytes; None when it cannot be encoded
     (deeper than orjson writes: such a pod is simply decided every time)."""
     keyed = pod.copy()

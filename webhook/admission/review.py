@@ -9,6 +9,8 @@ well-formed AdmissionReview that refuses it (HTTP 200, allowed: false, status.co
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -62,7 +64,7 @@ def decode_review(body: bytes) -> AdmissionReview:
     for name, kind in (("kind", dict), ("operation", str), ("dryRun", bool), ("namespace", str), ("subResource", str)):
         if name in request and request[name] is not None and not isinstance(request[name], kind):
             raise RequestError(400, f"request.{name} must be a {_type_name(kind())}, not {_type_name(request[name])}")
-    return review
+    return review  # type: ignore[return-value] # the envelope is checked above; the rest is the decision's
 
 
 def is_pod_create(request: AdmissionRequest) -> bool:
@@ -80,14 +82,14 @@ def _one_line(text: str) -> str:
     return text if len(text) <= _MAX_WARNING_CHARS else text[: _MAX_WARNING_CHARS - 3] + "..."
 
 
-def allowed(uid: str, patch: list[dict] | None = None, warnings=()) -> AdmissionResponse:
+def allowed(uid: str, patch: list[dict[str, Any]] | None = None, warnings: Sequence[str] = ()) -> AdmissionResponse:
     return with_uid(uid, allowed_fields(patch, warnings))
 
 
-def allowed_fields(patch=None, warnings=()) -> dict:
+def allowed_fields(patch: Sequence[dict[str, Any]] | None = None, warnings: Sequence[str] = ()) -> dict[str, Any]:
     """An allowing response without its uid: the part that depends on the pod alone,
     which webhook/admission/memo.py keeps for pods seen again."""
-    response: dict = {"allowed": True}
+    response: dict[str, Any] = {"allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(orjson.dumps(patch)).decode("ascii")
@@ -96,12 +98,12 @@ def allowed_fields(patch=None, warnings=()) -> dict:
     return response
 
 
-def with_uid(uid: str, fields: dict) -> AdmissionResponse:
+def with_uid(uid: str, fields: dict[str, Any]) -> AdmissionResponse:
     # uid first, as the API server's own responses and our fixtures have it.
-    return {"uid": uid, **fields}  # type: ignore[return-value]
+    return {"uid": uid, **fields}  # type: ignore[typeddict-item]
 
 
-def _bounded_warnings(warnings) -> list[str]:
+def _bounded_warnings(warnings: Sequence[str]) -> list[str]:
     lines: list[str] = []
     total = 0
     for i, warning in enumerate(warnings):
@@ -118,7 +120,7 @@ def denied(uid: str, message: str, code: int = 400) -> AdmissionResponse:
     return with_uid(uid, denied_fields(message, code))
 
 
-def denied_fields(message: str, code: int = 400) -> dict:
+def denied_fields(message: str, code: int = 400) -> dict[str, Any]:
     reason = "BadRequest" if code == 400 else "Forbidden"
     return {"allowed": False, "status": {"code": code, "reason": reason, "message": "gpu-rightsizer: " + message}}
 

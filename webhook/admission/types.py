@@ -21,16 +21,16 @@ class GroupVersionKind(TypedDict, total=False):
 class AdmissionRequest(TypedDict, total=False):
     uid: str
     kind: GroupVersionKind
-    resource: dict
+    resource: dict[str, Any]
     subResource: str
     name: str
     namespace: str
     operation: str  # CREATE | UPDATE | DELETE | CONNECT
-    userInfo: dict
+    userInfo: dict[str, Any]
     object: dict[str, Any] | None
     oldObject: dict[str, Any] | None
     dryRun: bool
-    options: dict
+    options: dict[str, Any]
 
 
 class Status(TypedDict, total=False):

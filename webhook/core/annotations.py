@@ -12,24 +12,23 @@ import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from webhook.core.constants import (  # noqa: F401 - the annotation names, re-exported for ``ann.NAME``
-    ARCHITECTURE,
-    ASSIGNED_PROFILE,
-    CONTEXT_LENGTH,
-    DECISION,
-    GPU_MEMORY,
-    GPU_MEMORY_UTILIZATION,
-    KV_CACHE_DTYPE,
-    MAX_CONCURRENCY,
-    MODEL,
-    MODEL_SIZE,
-    PRECISION,
-    PREFIX,
-    PROFILE,
-    SKIP,
-    WORKLOAD_CLASS,
-)
-from webhook.core.errors import InvalidAnnotation
+# The annotation names (webhook/core/constants.py), re-exported: ``ann.MODEL_SIZE`` reads well.
+from webhook.core.constants import ARCHITECTURE as ARCHITECTURE
+from webhook.core.constants import ASSIGNED_PROFILE as ASSIGNED_PROFILE
+from webhook.core.constants import CONTEXT_LENGTH as CONTEXT_LENGTH
+from webhook.core.constants import DECISION as DECISION
+from webhook.core.constants import GPU_MEMORY as GPU_MEMORY
+from webhook.core.constants import GPU_MEMORY_UTILIZATION as GPU_MEMORY_UTILIZATION
+from webhook.core.constants import KV_CACHE_DTYPE as KV_CACHE_DTYPE
+from webhook.core.constants import MAX_CONCURRENCY as MAX_CONCURRENCY
+from webhook.core.constants import MODEL as MODEL
+from webhook.core.constants import MODEL_SIZE as MODEL_SIZE
+from webhook.core.constants import PRECISION as PRECISION
+from webhook.core.constants import PREFIX as PREFIX
+from webhook.core.constants import PROFILE as PROFILE
+from webhook.core.constants import SKIP as SKIP
+from webhook.core.constants import WORKLOAD_CLASS as WORKLOAD_CLASS
+from webhook.core.errors import InvalidAnnotation as InvalidAnnotation  # ``ann.InvalidAnnotation``
 from webhook.core.quantity import parse_quantity
 
 # Annotations that say how big the pod's GPU need is; without any of them we cannot size.

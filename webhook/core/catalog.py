@@ -10,6 +10,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import yaml
 
@@ -76,7 +77,7 @@ class Catalog:
         return tuple(self.models)
 
 
-def _profile_from_data(data: dict) -> MigProfile:
+def _profile_from_data(data: dict[str, Any]) -> MigProfile:
     placements = data["placements"]
     return MigProfile(
         name=data["name"],
@@ -89,7 +90,7 @@ def _profile_from_data(data: dict) -> MigProfile:
     )
 
 
-def catalog_from_data(data: dict) -> Catalog:
+def catalog_from_data(data: dict[str, Any]) -> Catalog:
     models: dict[str, GpuModel] = {}
     aliases: dict[str, str] = {}
     for key, entry in data["models"].items():

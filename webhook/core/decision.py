@@ -7,8 +7,10 @@ it; nothing else sizes a pod.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from webhook.core import annotations as ann
 from webhook.core import inference
@@ -62,13 +64,14 @@ class Decision:
     @property
     def assigned_profile(self) -> str | None:
         if self.action == "rewrite":
+            assert self.profile is not None  # a rewrite always names its profile
             return self.profile.name
         if self.action == "whole-gpu":
             return "whole-gpu"
         return None
 
 
-def _mapping(value: object, path: str) -> dict:
+def _mapping(value: object, path: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -76,7 +79,7 @@ def _mapping(value: object, path: str) -> dict:
     return value
 
 
-def pod_annotations(pod: dict) -> dict:
+def pod_annotations(pod: dict[str, Any]) -> dict[str, Any]:
     metadata = _mapping(pod.get("metadata"), "metadata")
     annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
     for key, value in annotations.items():
@@ -85,7 +88,7 @@ def pod_annotations(pod: dict) -> dict:
     return annotations
 
 
-def gpu_count(container: dict, path: str) -> tuple[str, Decimal | None] | None:
+def gpu_count(container: dict[str, Any], path: str) -> tuple[str, Decimal | None] | None:
     """The container's nvidia.com/gpu (limits win over requests) as (text, number), or
     None when it asks for none. The number is None when the quantity does not parse."""
     resources = _mapping(container.get("resources"), f"{path}.resources")
@@ -110,7 +113,7 @@ def gpu_count(container: dict, path: str) -> tuple[str, Decimal | None] | None:
     return None
 
 
-def gpu_containers(pod: dict) -> list[tuple[ContainerRef, str, Decimal | None]]:
+def gpu_containers(pod: dict[str, Any]) -> list[tuple[ContainerRef, str, Decimal | None]]:
     spec = _mapping(pod.get("spec"), "spec")
     found = []
     for fld in CONTAINER_FIELDS:
@@ -136,7 +139,7 @@ def _container_label(ref: ContainerRef) -> str:
     return f"{kind} {quote_value(ref.name, 63)}"
 
 
-def _workload_class(annotations: dict, policy: Policy) -> WorkloadClass | None:
+def _workload_class(annotations: dict[str, Any], policy: Policy) -> WorkloadClass | None:
     name = annotations.get(ann.WORKLOAD_CLASS, policy.default_workload_class)
     if name is None:
         return None
@@ -150,7 +153,7 @@ def _workload_class(annotations: dict, policy: Policy) -> WorkloadClass | None:
     return found
 
 
-def estimate_need(annotations: dict, policy: Policy) -> MemoryNeed | None:
+def estimate_need(annotations: dict[str, Any], policy: Policy) -> MemoryNeed | None:
     """The memory need the sizing annotations state, or None when only `profile` (or
     nothing) sizes the pod. Every given annotation is validated, even one a stronger
     annotation overrides, so that a typo is never silently ignored.
@@ -184,6 +187,7 @@ def estimate_need(annotations: dict, policy: Policy) -> MemoryNeed | None:
     elif params is not None:
         need = weights_need(params, precision, policy.overhead_factor)
     elif model is not None:
+        assert model.params is not None  # every row of the table has its parameter count
         need = weights_need(model.params, precision, policy.overhead_factor)
     else:
         return None
@@ -196,7 +200,7 @@ def estimate_need(annotations: dict, policy: Policy) -> MemoryNeed | None:
     return replace(need, utilization=utilization) if utilization is not None else need
 
 
-def _explicit_profile(annotations: dict, policy: Policy) -> tuple[Pool, MigProfile] | None:
+def _explicit_profile(annotations: dict[str, Any], policy: Policy) -> tuple[Pool, MigProfile] | None:
     if ann.PROFILE not in annotations:
         return None
     name = annotations[ann.PROFILE].strip()
@@ -215,14 +219,14 @@ def _explicit_profile(annotations: dict, policy: Policy) -> tuple[Pool, MigProfi
 _MAX_NAMED_CONTAINERS = 5
 
 
-def _container_list(refs) -> str:
+def _container_list(refs: Sequence[ContainerRef]) -> str:
     names = ", ".join(_container_label(r) for r in refs[:_MAX_NAMED_CONTAINERS])
     if len(refs) > _MAX_NAMED_CONTAINERS:
         names += f" and {len(refs) - _MAX_NAMED_CONTAINERS} more containers"
     return names
 
 
-def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, refs) -> str:
+def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, refs: Sequence[ContainerRef]) -> str:
     names = _container_list(refs)
     if need is None:
         why = f"profile {profile.name} requested by annotation {ann.PROFILE}"
@@ -235,7 +239,7 @@ def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, r
     return f"{target} on pool {pool.name} ({pool.model.key}) for {names}: {why}"
 
 
-def decide(pod: dict, policy: Policy) -> Decision:
+def decide(pod: dict[str, Any], policy: Policy) -> Decision:
     """What to do with ``pod`` (a raw Pod dict) under ``policy``. Raises BadObject only
     for a malformed pod; invalid annotations become a deny or warning per the policy."""
     annotations = pod_annotations(pod)
@@ -277,6 +281,7 @@ def decide(pod: dict, policy: Policy) -> Decision:
         pool, profile = explicit
         sized_by = None  # the profile annotation decides; the message says so
     else:
+        assert need is not None  # without a need or a profile the pod was left unchanged above
         choice = choose_pool(need, policy.pools)
         if choice is None:
             pool, biggest = largest_profile(policy.pools)

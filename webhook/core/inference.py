@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
+from typing import Any
 
 import yaml
 
@@ -64,7 +65,7 @@ class ArchitectureTable:
         return self.models[key] if key else None
 
 
-def table_from_data(data: dict) -> ArchitectureTable:
+def table_from_data(data: dict[str, Any]) -> ArchitectureTable:
     models: dict[str, Architecture] = {}
     names: dict[str, str] = {}
     for key, row in data["models"].items():
@@ -174,6 +175,7 @@ def serving_settings(
     if explicit is not None:
         layers, kv_heads, head_dim = explicit["layers"], explicit["kv-heads"], explicit["head-dim"]
     else:
+        assert arch is not None  # checked above: no architecture at all is refused
         layers, kv_heads, head_dim = arch.layers, arch.kv_heads, arch.head_dim
     return ServingSettings(
         params=params,

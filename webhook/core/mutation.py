@@ -7,6 +7,9 @@ identity and a 200 KB pod costs no more than a small one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from webhook.core import annotations as ann
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
 from webhook.core.decision import ContainerRef, Decision
@@ -14,7 +17,7 @@ from webhook.core.errors import BadObject
 from webhook.core.policy import Policy, WorkloadClass
 
 
-def _checked(value: object, kind: type, path: str):
+def _checked(value: object, kind: type, path: str) -> Any:
     """``value`` when it is absent or a ``kind``. The fields merged into here are read
     only on a rewrite, so decide() has not looked at them; a wrong type (an affinity that
     is a string) is a malformed pod to refuse by name, not a TypeError or a silently
@@ -25,7 +28,7 @@ def _checked(value: object, kind: type, path: str):
     return value
 
 
-def rename_gpu_resource(container: dict, new_key: str) -> dict:
+def rename_gpu_resource(container: dict[str, Any], new_key: str) -> dict[str, Any]:
     """nvidia.com/gpu -> ``new_key`` (value 1) in limits and requests, wherever it was."""
     resources = dict(container.get("resources") or {})
     for part in ("limits", "requests"):
@@ -41,7 +44,9 @@ def _has_content(term: object) -> bool:
     return isinstance(term, dict) and bool(term.get("matchExpressions") or term.get("matchFields"))
 
 
-def merge_required_node_affinity(affinity: dict | None, requirements: list[dict]) -> dict | None:
+def merge_required_node_affinity(
+    affinity: dict[str, Any] | None, requirements: list[dict[str, Any]]
+) -> dict[str, Any] | None:
     """AND ``requirements`` into every required nodeSelectorTerm.
 
     Kubernetes ORs the terms, so a new term of our own would let the pod schedule on any
@@ -71,7 +76,7 @@ def merge_required_node_affinity(affinity: dict | None, requirements: list[dict]
     return affinity
 
 
-def _and_into_term(term: dict, requirements: list[dict], path: str = "term") -> dict:
+def _and_into_term(term: dict[str, Any], requirements: list[dict[str, Any]], path: str = "term") -> dict[str, Any]:
     expressions = list(_checked(term.get("matchExpressions"), list, f"{path}.matchExpressions") or [])
     for req in requirements:
         if req not in expressions:
@@ -79,7 +84,7 @@ def _and_into_term(term: dict, requirements: list[dict], path: str = "term") -> 
     return {**term, "matchExpressions": expressions}
 
 
-def tolerates(existing: dict, wanted: dict) -> bool:
+def tolerates(existing: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """Whether ``existing`` already tolerates every taint ``wanted`` tolerates."""
     if not isinstance(existing, dict):
         return False
@@ -103,7 +108,7 @@ def tolerates(existing: dict, wanted: dict) -> bool:
     )
 
 
-def merge_tolerations(existing: list | None, wanted) -> list:
+def merge_tolerations(existing: list[Any] | None, wanted: Iterable[dict[str, Any]]) -> list[Any]:
     merged = list(existing or [])
     for tol in wanted:
         if not any(tolerates(e, tol) for e in merged):
@@ -111,7 +116,7 @@ def merge_tolerations(existing: list | None, wanted) -> list:
     return merged
 
 
-def apply_priority_class(spec: dict, workload_class: WorkloadClass | None, override: bool) -> dict:
+def apply_priority_class(spec: dict[str, Any], workload_class: WorkloadClass | None, override: bool) -> dict[str, Any]:
     """Set priorityClassName from the workload class, keeping the API server's Priority
     plugin content: it refuses a pod whose spec.priority or preemptionPolicy differ from
     what the class gives, so those are written from the policy when it knows them and
@@ -133,7 +138,7 @@ def apply_priority_class(spec: dict, workload_class: WorkloadClass | None, overr
     return spec
 
 
-def _with_containers(spec: dict, refs: tuple[ContainerRef, ...], new_key: str) -> dict:
+def _with_containers(spec: dict[str, Any], refs: tuple[ContainerRef, ...], new_key: str) -> dict[str, Any]:
     spec = dict(spec)
     for fld in {r.field for r in refs}:
         containers = list(spec[fld])
@@ -144,8 +149,9 @@ def _with_containers(spec: dict, refs: tuple[ContainerRef, ...], new_key: str) -
     return spec
 
 
-def node_requirements(decision: Decision, policy: Policy) -> list[dict]:
+def node_requirements(decision: Decision, policy: Policy) -> list[dict[str, Any]]:
     pool = decision.pool
+    assert pool is not None and decision.profile is not None  # only a rewrite asks for node requirements
     required = [dict(r) for r in policy.node_affinity]
     if pool.strategy == "single":
         # GFD rewrites the product label on single-strategy nodes to <product>-MIG-<profile>,
@@ -158,20 +164,21 @@ def node_requirements(decision: Decision, policy: Policy) -> list[dict]:
     return required
 
 
-def _annotate(metadata: dict, decision: Decision) -> dict:
+def _annotate(metadata: dict[str, Any], decision: Decision) -> dict[str, Any]:
     annotations = dict(metadata.get("annotations") or {})
     annotations[ann.ASSIGNED_PROFILE] = decision.assigned_profile
     annotations[ann.DECISION] = decision.message
     return {**metadata, "annotations": annotations}
 
 
-def mutate_pod(pod: dict, decision: Decision, policy: Policy) -> dict:
+def mutate_pod(pod: dict[str, Any], decision: Decision, policy: Policy) -> dict[str, Any]:
     """The pod as ``decision`` leaves it; ``pod`` itself is not modified."""
     if decision.action not in ("rewrite", "whole-gpu"):
         return pod
     mutated = {**pod, "metadata": _annotate(pod.get("metadata") or {}, decision)}
     if decision.action == "whole-gpu":
         return mutated
+    assert decision.pool is not None and decision.profile is not None  # a rewrite names both
     if decision.pool.strategy == "single":
         # The single strategy's MIG devices are nvidia.com/gpu: the request stays as it is
         # and the node affinity alone pins the profile.

@@ -10,6 +10,8 @@ make_patch compares every field of a 200 KB pod). Tests check the result against
 
 from __future__ import annotations
 
+from typing import Any
+
 _ABSENT = object()
 
 
@@ -20,11 +22,11 @@ def escape_pointer_token(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def diff(original: object, mutated: object, path: str = "") -> list[dict]:
+def diff(original: object, mutated: object, path: str = "") -> list[dict[str, Any]]:
     if original is mutated:
         return []
     if isinstance(original, dict) and isinstance(mutated, dict):
-        ops: list[dict] = []
+        ops: list[dict[str, Any]] = []
         for key in original:
             if key not in mutated:
                 ops.append({"op": "remove", "path": f"{path}/{escape_pointer_token(key)}"})

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -128,7 +128,7 @@ class WorkloadClass:
     priority_class_name: str | None
     priority: int | None
     preemption_policy: str | None
-    tolerations: tuple[dict, ...]
+    tolerations: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,8 @@ class Policy:
     overhead_factor: float
     on_oversize: str
     on_invalid_annotation: str
-    node_affinity: tuple[dict, ...]  # NodeSelectorRequirements, as the Pod API spells them
-    tolerations: tuple[dict, ...]
+    node_affinity: tuple[dict[str, Any], ...]  # NodeSelectorRequirements, as the Pod API spells them
+    tolerations: tuple[dict[str, Any], ...]
     workload_classes: Mapping[str, WorkloadClass]
     default_workload_class: str | None
     override_priority_class: bool
@@ -152,15 +152,15 @@ class Policy:
     gpu_memory_utilization: Fraction = Fraction(9, 10)
 
 
-def _requirement_dict(spec: NodeSelectorRequirementSpec) -> dict:
-    out: dict = {"key": spec.key, "operator": spec.operator}
+def _requirement_dict(spec: NodeSelectorRequirementSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": spec.key, "operator": spec.operator}
     if spec.values:
         out["values"] = list(spec.values)
     return out
 
 
-def _toleration_dict(spec: TolerationSpec) -> dict:
-    out: dict = {}
+def _toleration_dict(spec: TolerationSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if spec.key:
         out["key"] = spec.key
     out["operator"] = spec.operator
@@ -231,7 +231,7 @@ def _compile_pool(index: int, spec: PoolSpec, catalog: Catalog) -> Pool:
     )
 
 
-def _loc_path(loc: tuple) -> str:
+def _loc_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):

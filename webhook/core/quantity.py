@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
+from decimal import Decimal
 from importlib.machinery import PathFinder, SourceFileLoader, SourcelessFileLoader
+from types import ModuleType
 
 _NAME = "webhook.core._kubernetes_quantity"
 
 
-def _load_quantity_module():
+def _load_quantity_module() -> ModuleType:
     # find_spec of a top-level name locates the package without running its __init__;
     # PathFinder then looks for utils/quantity in every directory of it (a namespace
     # package may have several), as the import system would, without importing parents.
@@ -36,9 +39,10 @@ def _load_quantity_module():
         return quantity
     loader = type(loader)(_NAME, loader.path)
     spec = importlib.util.spec_from_file_location(_NAME, loader.path, loader=loader)
+    assert spec is not None  # a file location with a loader always gives a spec
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
 
 
-parse_quantity = _load_quantity_module().parse_quantity
+parse_quantity: Callable[[object], Decimal] = _load_quantity_module().parse_quantity

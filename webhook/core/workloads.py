@@ -3,6 +3,8 @@ API server will later send the webhook."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from webhook.core.errors import UnsupportedObject
 
 # kind -> path of keys from the object to its pod template (None: the object is the pod)
@@ -18,7 +20,7 @@ POD_TEMPLATE_PATHS: dict[str, tuple[str, ...] | None] = {
 }
 
 
-def pod_of(obj: dict) -> tuple[dict, tuple[str, ...]]:
+def pod_of(obj: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The pod an object describes, and the path to it. A template becomes a Pod dict
     that shares its metadata and spec with the template."""
     if not isinstance(obj, dict):
@@ -29,7 +31,7 @@ def pod_of(obj: dict) -> tuple[dict, tuple[str, ...]]:
     path = POD_TEMPLATE_PATHS[kind]
     if path is None:
         return obj, ()
-    node = obj
+    node: Any = obj
     for key in path:
         node = node.get(key) if isinstance(node, dict) else None
     if not isinstance(node, dict):
@@ -38,7 +40,7 @@ def pod_of(obj: dict) -> tuple[dict, tuple[str, ...]]:
     return pod, path
 
 
-def with_pod(obj: dict, path: tuple[str, ...], pod: dict) -> dict:
+def with_pod(obj: dict[str, Any], path: tuple[str, ...], pod: dict[str, Any]) -> dict[str, Any]:
     """``obj`` with the pod at ``path`` replaced by ``pod`` (copies along the path only)."""
     if not path:
         return pod
