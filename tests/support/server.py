@@ -34,6 +34,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_command(port: int, *args: str) -> list[str]:
+    """`gpu-rightsizer serve` on 127.0.0.1:``port`` from this interpreter, plus ``args``."""
+    return [sys.executable, "-m", "webhook.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+
+
 class LiveServer:
     def __init__(
         self,
@@ -51,20 +56,7 @@ class LiveServer:
         self.url = f"https://127.0.0.1:{self.port}"
         self.log_path = tmp / f"serve-{self.port}.out"
         self.err_path = tmp / f"serve-{self.port}.err"
-        args = [
-            sys.executable,
-            "-m",
-            "webhook.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-        ]
+        args = serve_command(self.port, "--workers", str(workers), "--threads", str(threads))
         if policy:
             args += ["--policy", policy]
         if cert_file:
@@ -210,30 +202,11 @@ class RunningServer:
     """A real `gpu-rightsizer serve` (gunicorn, TLS with its own generated CA)."""
 
     def __init__(self, workdir, *args: str, env: dict | None = None):
-        import os
-        import socket
-        import subprocess
-        import sys
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.cert_dir = Path(workdir) / "certs"
         self.log_path = Path(workdir) / f"serve-{self.port}.log"
         self.log = open(self.log_path, "wb")
-        command = [
-            sys.executable,
-            "-m",
-            "webhook.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--cert-dir",
-            str(self.cert_dir),
-            *args,
-        ]
+        command = serve_command(self.port, "--cert-dir", str(self.cert_dir), *args)
         self.proc = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=workdir
         )
