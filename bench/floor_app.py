@@ -127,7 +127,7 @@ def main() -> None:
         configure(args.app_log_level or gunicorn_conf.loglevel)
     # As serve does: the master builds the TLS context that every worker inherits
     # (gunicorn_conf.ssl_context hands it out), for the floor and the project alike.
-    from webhook.serving.reload import TLS, server_context
+    from webhook.serving.tls import TLS, server_context
 
     TLS.context(args.cert_file, args.key_file, lambda: server_context(args.cert_file, args.key_file))
     extra = json.loads(Path(args.response).read_text()) if args.response else None

@@ -20,7 +20,8 @@ from tests.support.server import MUTATED, LiveServer, mounted_volume, review, to
 from webhook.certs.bundle import _pem_key, make_ca, make_serving_cert
 from webhook.core.policy import default_policy_text
 from webhook.serving.holder import PolicyHolder
-from webhook.serving.reload import PolicyReloader, TlsContexts
+from webhook.serving.policy_reload import PolicyReloader
+from webhook.serving.tls import TlsContexts
 
 NAMES = ["localhost", "127.0.0.1"]
 POLICY_B = default_policy_text().replace("name: h100-80", "name: h100-b")

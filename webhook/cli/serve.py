@@ -53,10 +53,12 @@ class WebhookServer(BaseApplication):
 
     def load(self):
         # Runs in each worker after the fork: its own policy holder and reload thread.
-        # The TLS context was built by the master and is inherited (webhook/serving/reload.py).
+        # The TLS context was built by the master and is inherited (webhook/serving/tls.py).
         from webhook.serving.app import create_app
         from webhook.serving.holder import PolicyHolder
-        from webhook.serving.reload import TLS, PolicyReloader, Watcher
+        from webhook.serving.policy_reload import PolicyReloader
+        from webhook.serving.reload import Watcher
+        from webhook.serving.tls import TLS
 
         checks = [TLS.check]
         if self.policy_path:
@@ -98,7 +100,7 @@ def run(args) -> int:
     os.environ[settings.METRICS_DIR] = _private_dir()
     os.environ[settings.STATE_DIR] = _private_dir("gpu-rightsizer-state-")
     from webhook.serving.logs import configure
-    from webhook.serving.reload import TLS, server_context
+    from webhook.serving.tls import TLS, server_context
 
     configure(gunicorn_conf.loglevel)
     cert, key = args.cert_file, args.key_file

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from webhook.core import annotations as ann
 from webhook.core import inference
@@ -64,8 +64,7 @@ class Decision:
     @property
     def assigned_profile(self) -> str | None:
         if self.action == "rewrite":
-            assert self.profile is not None  # a rewrite always names its profile
-            return self.profile.name
+            return cast(MigProfile, self.profile).name  # a rewrite always names its profile
         if self.action == "whole-gpu":
             return "whole-gpu"
         return None
@@ -187,8 +186,8 @@ def estimate_need(annotations: dict[str, Any], policy: Policy) -> MemoryNeed | N
     elif params is not None:
         need = weights_need(params, precision, policy.overhead_factor)
     elif model is not None:
-        assert model.params is not None  # every row of the table has its parameter count
-        need = weights_need(model.params, precision, policy.overhead_factor)
+        # every row of the table has its parameter count
+        need = weights_need(cast(int, model.params), precision, policy.overhead_factor)
     else:
         return None
     if explicit is None and any(a in annotations for a in (ann.MAX_CONCURRENCY, ann.KV_CACHE_DTYPE, ann.ARCHITECTURE)):
@@ -281,7 +280,7 @@ def decide(pod: dict[str, Any], policy: Policy) -> Decision:
         pool, profile = explicit
         sized_by = None  # the profile annotation decides; the message says so
     else:
-        assert need is not None  # without a need or a profile the pod was left unchanged above
+        need = cast(MemoryNeed, need)  # without a need or a profile the pod was left unchanged above
         choice = choose_pool(need, policy.pools)
         if choice is None:
             pool, biggest = largest_profile(policy.pools)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -175,7 +175,7 @@ def serving_settings(
     if explicit is not None:
         layers, kv_heads, head_dim = explicit["layers"], explicit["kv-heads"], explicit["head-dim"]
     else:
-        assert arch is not None  # checked above: no architecture at all is refused
+        arch = cast(Architecture, arch)  # checked above: no architecture at all is refused
         layers, kv_heads, head_dim = arch.layers, arch.kv_heads, arch.head_dim
     return ServingSettings(
         params=params,

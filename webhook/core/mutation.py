@@ -8,13 +8,14 @@ identity and a 200 KB pod costs no more than a small one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from webhook.core import annotations as ann
+from webhook.core.catalog import MigProfile
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
 from webhook.core.decision import ContainerRef, Decision
 from webhook.core.errors import BadObject
-from webhook.core.policy import Policy, WorkloadClass
+from webhook.core.policy import Policy, Pool, WorkloadClass
 
 
 def _checked(value: object, kind: type, path: str) -> Any:
@@ -150,15 +151,15 @@ def _with_containers(spec: dict[str, Any], refs: tuple[ContainerRef, ...], new_k
 
 
 def node_requirements(decision: Decision, policy: Policy) -> list[dict[str, Any]]:
-    pool = decision.pool
-    assert pool is not None and decision.profile is not None  # only a rewrite asks for node requirements
+    # Only a rewrite asks for node requirements, and a rewrite names its pool and profile.
+    pool, profile = cast(Pool, decision.pool), cast(MigProfile, decision.profile)
     required = [dict(r) for r in policy.node_affinity]
     if pool.strategy == "single":
         # GFD rewrites the product label on single-strategy nodes to <product>-MIG-<profile>,
         # so the pool's plain product selector would match no MIG node: the profile-pinned
         # value replaces it rather than being AND-ed beside it.
         required += [{"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector if k != PRODUCT_LABEL]
-        required.append({"key": PRODUCT_LABEL, "operator": "In", "values": [pool.mig_product(decision.profile)]})
+        required.append({"key": PRODUCT_LABEL, "operator": "In", "values": [pool.mig_product(profile)]})
     else:
         required += [{"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector]
     return required
@@ -178,13 +179,13 @@ def mutate_pod(pod: dict[str, Any], decision: Decision, policy: Policy) -> dict[
     mutated = {**pod, "metadata": _annotate(pod.get("metadata") or {}, decision)}
     if decision.action == "whole-gpu":
         return mutated
-    assert decision.pool is not None and decision.profile is not None  # a rewrite names both
-    if decision.pool.strategy == "single":
+    pool, profile = cast(Pool, decision.pool), cast(MigProfile, decision.profile)  # a rewrite names both
+    if pool.strategy == "single":
         # The single strategy's MIG devices are nvidia.com/gpu: the request stays as it is
         # and the node affinity alone pins the profile.
         spec = dict(pod["spec"])
     else:
-        spec = _with_containers(pod["spec"], decision.containers, MIG_RESOURCE_PREFIX + decision.profile.name)
+        spec = _with_containers(pod["spec"], decision.containers, MIG_RESOURCE_PREFIX + profile.name)
     affinity = merge_required_node_affinity(spec.get("affinity"), node_requirements(decision, policy))
     if affinity is not None:
         spec["affinity"] = affinity

@@ -19,8 +19,9 @@ import importlib.util
 import os
 from collections.abc import Callable
 from decimal import Decimal
-from importlib.machinery import PathFinder, SourceFileLoader, SourcelessFileLoader
+from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader, SourcelessFileLoader
 from types import ModuleType
+from typing import cast
 
 _NAME = "webhook.core._kubernetes_quantity"
 
@@ -38,8 +39,8 @@ def _load_quantity_module() -> ModuleType:
 
         return quantity
     loader = type(loader)(_NAME, loader.path)
-    spec = importlib.util.spec_from_file_location(_NAME, loader.path, loader=loader)
-    assert spec is not None  # a file location with a loader always gives a spec
+    # A file location with a loader always gives a spec.
+    spec = cast(ModuleSpec, importlib.util.spec_from_file_location(_NAME, loader.path, loader=loader))
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module

@@ -51,10 +51,10 @@ do_handshake_on_connect = False
 
 def ssl_context(conf, default_ssl_context_factory):
     # gunicorn calls this for every new connection. One context per worker is built and
-    # handed out, and rebuilt when the certificate changes on disk (webhook/serving/reload.py).
+    # handed out, and rebuilt when the certificate changes on disk (webhook/serving/tls.py).
     import ssl
 
-    from webhook.serving.reload import TLS
+    from webhook.serving.tls import TLS
 
     def build():
         context = default_ssl_context_factory()
