@@ -43,6 +43,10 @@ LOG_TAIL_LINES = 40
 STOP_GRACE_SECONDS = 3.0
 SERVICE_CIDR = "10.96.0.0/24"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+# No kubelets: node lifecycle would taint and evict the fake nodes, and the cloud/LB/route
+# controllers have no cloud to talk to.
+DISABLED_CONTROLLERS = ("nodelifecycle", "cloud-node-lifecycle", "service-lb-controller",
+                        "node-route-controller")
 
 # Allocatable every fake node gets unless overridden: without `pods` the
 # scheduler treats the node as full ("Too many pods").
@@ -89,10 +93,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0,
         time.sleep(interval)
 
 
-def free_port() -> int:
-    """An unused loopback TCP port (racy by nature; fine for a test machine)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port on `host` (racy by nature; fine for a test machine)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -240,8 +244,16 @@ class ControlPlane:
     """
 
     def __init__(self, bin_dir: Path | str, startup_timeout: float = 90.0,
-                 keep_workdir: bool = False):
+                 keep_workdir: bool = False, address: str = "127.0.0.1",
+                 apiserver_args: Sequence[str] = (),
+                 disabled_controllers: Sequence[str] = DISABLED_CONTROLLERS):
+        """`address`: where every component binds (the real-node tier passes its bridge's
+        gateway, inside the network namespace it made). `apiserver_args` are appended to
+        kube-apiserver's flags; `disabled_controllers` are the controller-manager's."""
         self.bin_dir = Path(bin_dir)
+        self.address = address
+        self.apiserver_args = list(apiserver_args)
+        self.disabled_controllers = list(disabled_controllers)
         self.startup_timeout = startup_timeout
         self.keep_workdir = keep_workdir
         self.components: list[ManagedProcess] = []
@@ -312,7 +324,7 @@ class ControlPlane:
     # ---- components
 
     def _start_etcd(self) -> str:
-        client, peer = free_port(), free_port()
+        client, peer = free_port(), free_port()  # etcd stays on loopback
         url = f"http://127.0.0.1:{client}"
         etcd = self._spawn("etcd", [
             "--name", "e2e",
@@ -341,13 +353,13 @@ class ControlPlane:
         token_file = certs / "tokens.csv"
         token_file.write_text(f"{self.token},admin,admin,system:masters\n")
         token_file.chmod(0o600)
-        port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        port = free_port(self.address)
+        self.server = f"https://{self.address}:{port}"
         # The API server writes a self-signed serving cert (+ its CA) here.
         self.ca_file = certs / "apiserver.crt"
         apiserver = self._spawn("kube-apiserver", [
             "--etcd-servers", etcd_url,
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--bind-address", self.address, "--advertise-address", self.address,
             "--secure-port", str(port), "--cert-dir", str(certs),
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-account-key-file", str(sa_pub),
@@ -357,6 +369,7 @@ class ControlPlane:
             "--token-auth-file", str(token_file),
             # The default admission plugins (Priority, ServiceAccount,
             # MutatingAdmissionWebhook, ValidatingAdmissionWebhook, ...) are used as is.
+            *self.apiserver_args,
         ])
 
         def ready() -> bool:
@@ -383,16 +396,13 @@ class ControlPlane:
         # --secure-port 0: no health endpoint to bind, so no port to pick.
         self._spawn("kube-scheduler", [
             "--kubeconfig", k, "--authentication-kubeconfig", k, "--authorization-kubeconfig", k,
-            "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", "0",
+            "--leader-elect=false", "--bind-address", self.address, "--secure-port", "0",
         ])
 
     def _start_controller_manager(self) -> None:
         self._spawn("kube-controller-manager", [
             "--kubeconfig", str(self.kubeconfig), "--leader-elect=false", "--secure-port", "0",
-            # No kubelets: node lifecycle would taint and evict the fake nodes, and the
-            # cloud/LB/route controllers have no cloud to talk to.
-            "--controllers",
-            "*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+            "--controllers", ",".join(["*", *(f"-{c}" for c in self.disabled_controllers)]),
             "--service-account-private-key-file", str(self.sa_key),
             "--root-ca-file", str(self.ca_file),
         ])
