@@ -48,6 +48,10 @@ CNI_BIN_DIR = "/usr/lib/cni"
 # containerd 2.x's default sandbox image; ours is built locally (no registry here).
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
 CLONE_NEWNET = 0x40000000
+# The kubelet's device plugin directory is fixed, whatever its --root-dir
+# (k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1 DevicePluginPath); it also holds the device
+# manager's checkpoint of allocations, which must not outlive the node.
+DEVICE_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,10 @@ def unmount_under(root: Path) -> None:
             return
         for point in mine:
             subprocess.run(["umount", "-l", point], capture_output=True)
+
+
+def forget_device_allocations() -> None:
+    (DEVICE_PLUGIN_DIR / "kubelet_internal_checkpoint").unlink(missing_ok=True)
 
 
 def kill_cgroup_tree(cgroup_root: str) -> None:
@@ -220,6 +228,7 @@ class RealNode:
         subprocess.run(["pkill", "-KILL", "-f", f"containerd-shim-runc-v2 .*-address {self.containerd_socket}"],
                        capture_output=True)
         unmount_under(self.workdir)
+        forget_device_allocations()
         if self.plane is not None:
             self.plane.stop()
             if self.plane.workdir:
@@ -326,6 +335,7 @@ state = "{root / 'state'}"
 
     def _start_kubelet(self) -> None:
         self.kubelet_dir.mkdir(parents=True, exist_ok=True)
+        forget_device_allocations()
         config = self.workdir / "kubelet-config.yaml"
         config.write_text(yaml.safe_dump({
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
@@ -392,7 +402,7 @@ state = "{root / 'state'}"
         if self.device_plugin is not None:
             stop_all([self.device_plugin])
         argv = [str(self.bins.tools / "fake-nvidia-device-plugin"),
-                "--socket-dir", str(self.kubelet_dir / "device-plugins"),
+                "--socket-dir", str(DEVICE_PLUGIN_DIR),
                 "--node-name", self.node_name]
         for name, count in resources.items():
             argv += ["--resource", f"{name}={count}"]

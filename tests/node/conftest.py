@@ -52,6 +52,7 @@ LAYOUT = {"nvidia.com/gpu": 1, "nvidia.com/mig-1g.10gb": 3, "nvidia.com/mig-3g.4
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "node: real-node tier (image, kubectl apply -k, kubelet)")
+    config.addinivalue_line("markers", "e2e: needs a real Kubernetes cluster (slow)")
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -98,6 +98,9 @@ class CreateLoad:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            # No proxies and no REQUESTS_CA_BUNDLE from the environment (it would replace
+            # `verify` below): the API server is on the bridge, with its own CA.
+            session.trust_env = False
             session.headers["Authorization"] = f"Bearer {self.token}"
             session.verify = self.ca_file
             self._local.session = session
