@@ -202,6 +202,17 @@ def test_deployment_runs_the_shipped_thread_count(rendered):
     assert env["GPU_RIGHTSIZER_THREADS"] == str(gunicorn_conf.threads) == "16"
 
 
+def test_deployment_drains_before_it_stops_serving(rendered):
+    """A replica keeps serving while endpoints forget it (preStop), and then finishes its
+    admissions (graceful_timeout) within the grace period: no refused create on a rollout."""
+    from webhook import gunicorn_conf
+
+    pod = one(rendered["base"], "Deployment", "gpu-rightsizer")["spec"]["template"]["spec"]
+    pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 3 <= pre_stop
+    assert pre_stop + gunicorn_conf.graceful_timeout < pod["terminationGracePeriodSeconds"]
+
+
 def test_deployment_serves_the_mounted_policy_and_certificate(rendered):
     dep = one(rendered["base"], "Deployment", "gpu-rightsizer")
     pod = dep["spec"]["template"]["spec"]
@@ -480,3 +491,55 @@ def test_self_signed_job_installs_what_the_rest_uses(rendered):
     assert cbinding["subjects"] == binding["subjects"]
     sc = pod["containers"][0]["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+
+
+# --- one image override reaches every container ---------------------------------------
+
+SHIPPED_IMAGE = "ghcr.io/gpu-rightsizer/gpu-rightsizer"
+INSTALLABLE = ["base", "overlays/self-signed", "overlays/cert-manager"]
+
+
+def container_images(objects: list[dict]) -> dict[str, str]:
+    """`Kind/name/container` -> image, for every container and init container of every
+    object that runs pods."""
+    images = {}
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        pod_spec = (
+            spec
+            if obj["kind"] == "Pod"
+            else ((spec.get("jobTemplate") or {}).get("spec") or spec).get("template", {}).get("spec")
+        )
+        for c in (pod_spec or {}).get("initContainers", []) + (pod_spec or {}).get("containers", []):
+            images[f"{obj['kind']}/{obj['metadata']['name']}/{c['name']}"] = c["image"]
+    return images
+
+
+@pytest.mark.parametrize("name", INSTALLABLE)
+def test_every_container_of_an_install_names_the_same_image(rendered, name):
+    images = container_images(rendered[name])
+    assert images, f"{name} runs no containers"
+    assert set(images.values()) == {f"{SHIPPED_IMAGE}:0.1.0"}, images
+
+
+@pytest.mark.parametrize("name", INSTALLABLE)
+def test_the_readmes_one_image_override_reaches_every_container(kustomize, tmp_path, name):
+    """What README tells a user to run, in the directory they apply, changes every container
+    (the self-signed overlay's certs Job once kept the base's image name and never ran)."""
+    if kustomize[-1] != "build":
+        pytest.fail("`kustomize edit` needs the kustomize binary (go builds it: scripts/install-kustomize.sh)")
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    where = tmp_path / "manifests" / name
+    ours = "registry.example/team/gpu-rightsizer:9.9.9"
+    edit = subprocess.run(
+        [kustomize[0], "edit", "set", "image", f"{SHIPPED_IMAGE}={ours}"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert edit.returncode == 0, edit.stderr
+    done = subprocess.run([*kustomize, str(where)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    images = container_images([d for d in yaml.safe_load_all(done.stdout) if d])
+    assert images and set(images.values()) == {ours}, images

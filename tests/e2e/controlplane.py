@@ -44,6 +44,9 @@ LOG_TAIL_LINES = 40
 STOP_GRACE_SECONDS = 3.0
 SERVICE_CIDR = "10.96.0.0/24"
 NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+# No kubelets: node lifecycle would taint and evict the fake nodes, and the cloud/LB/route
+# controllers have no cloud to talk to.
+DISABLED_CONTROLLERS = ("nodelifecycle", "cloud-node-lifecycle", "service-lb-controller", "node-route-controller")
 
 # Allocatable every fake node gets unless overridden: without `pods` the
 # scheduler treats the node as full ("Too many pods").
@@ -91,10 +94,10 @@ def wait_for(
         time.sleep(interval)
 
 
-def free_port() -> int:
-    """An unused loopback TCP port (racy by nature; fine for a test machine)."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """An unused TCP port on `host` (racy by nature; fine for a test machine)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -142,9 +145,9 @@ def _write_private_key(key, path: Path) -> None:
 
 def make_serving_cert(directory: Path | str, hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> ServingCert:
     """A CA and a TLS server cert for `hosts` (IPs or DNS names), made by the project's
-    own certificate code (webhook/certs/bundle.py), for a webhook on loopback that
+    own certificate code (webhook/certs.py), for a webhook on loopback that
     kube-apiserver calls through clientConfig.url with caBundle = `ca_bundle_b64`."""
-    from webhook.certs.bundle import write_ca_and_serving_cert
+    from webhook.certs import write_ca_and_serving_cert
 
     paths = write_ca_and_serving_cert(directory, list(hosts))
     return ServingCert(paths.ca_cert, paths.cert, paths.key)
@@ -248,8 +251,22 @@ class ControlPlane:
     which also carries its self-signed CA), workdir.
     """
 
-    def __init__(self, bin_dir: Path | str, startup_timeout: float = 90.0, keep_workdir: bool = False):
+    def __init__(
+        self,
+        bin_dir: Path | str,
+        startup_timeout: float = 90.0,
+        keep_workdir: bool = False,
+        address: str = "127.0.0.1",
+        apiserver_args: Sequence[str] = (),
+        disabled_controllers: Sequence[str] = DISABLED_CONTROLLERS,
+    ):
+        """`address`: where every component binds (the real-node tier passes its bridge's
+        gateway, inside the network namespace it made). `apiserver_args` are appended to
+        kube-apiserver's flags; `disabled_controllers` are the controller-manager's."""
         self.bin_dir = Path(bin_dir)
+        self.address = address
+        self.apiserver_args = list(apiserver_args)
+        self.disabled_controllers = list(disabled_controllers)
         self.startup_timeout = startup_timeout
         self.keep_workdir = keep_workdir
         self.components: list[ManagedProcess] = []
@@ -321,7 +338,7 @@ class ControlPlane:
     # ---- components
 
     def _start_etcd(self) -> str:
-        client, peer = free_port(), free_port()
+        client, peer = free_port(), free_port()  # etcd stays on loopback
         url = f"http://127.0.0.1:{client}"
         etcd = self._spawn(
             "etcd",
@@ -362,8 +379,8 @@ class ControlPlane:
         token_file = certs / "tokens.csv"
         token_file.write_text(f"{self.token},admin,admin,system:masters\n")
         token_file.chmod(0o600)
-        port = free_port()
-        self.server = f"https://127.0.0.1:{port}"
+        port = free_port(self.address)
+        self.server = f"https://{self.address}:{port}"
         # The API server writes a self-signed serving cert (+ its CA) here.
         self.ca_file = certs / "apiserver.crt"
         apiserver = self._spawn(
@@ -372,9 +389,9 @@ class ControlPlane:
                 "--etcd-servers",
                 etcd_url,
                 "--bind-address",
-                "127.0.0.1",
+                self.address,
                 "--advertise-address",
-                "127.0.0.1",
+                self.address,
                 "--secure-port",
                 str(port),
                 "--cert-dir",
@@ -393,6 +410,7 @@ class ControlPlane:
                 str(token_file),
                 # The default admission plugins (Priority, ServiceAccount,
                 # MutatingAdmissionWebhook, ValidatingAdmissionWebhook, ...) are used as is.
+                *self.apiserver_args,
             ],
         )
 
@@ -431,7 +449,7 @@ class ControlPlane:
                 k,
                 "--leader-elect=false",
                 "--bind-address",
-                "127.0.0.1",
+                self.address,
                 "--secure-port",
                 "0",
             ],
@@ -446,10 +464,8 @@ class ControlPlane:
                 "--leader-elect=false",
                 "--secure-port",
                 "0",
-                # No kubelets: node lifecycle would taint and evict the fake nodes, and the
-                # cloud/LB/route controllers have no cloud to talk to.
                 "--controllers",
-                "*,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                ",".join(["*", *(f"-{c}" for c in self.disabled_controllers)]),
                 "--service-account-private-key-file",
                 str(self.sa_key),
                 "--root-ca-file",
