@@ -145,9 +145,9 @@ def _write_private_key(key, path: Path) -> None:
 
 def make_serving_cert(directory: Path | str, hosts: Sequence[str] = ("127.0.0.1", "localhost")) -> ServingCert:
     """A CA and a TLS server cert for `hosts` (IPs or DNS names), made by the project's
-    own certificate code (webhook/certs.py), for a webhook on loopback that
+    own certificate code (webhook/certs/bundle.py), for a webhook on loopback that
     kube-apiserver calls through clientConfig.url with caBundle = `ca_bundle_b64`."""
-    from webhook.certs import write_ca_and_serving_cert
+    from webhook.certs.bundle import write_ca_and_serving_cert
 
     paths = write_ca_and_serving_cert(directory, list(hosts))
     return ServingCert(paths.ca_cert, paths.cert, paths.key)
