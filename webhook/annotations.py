@@ -30,6 +30,9 @@ MAX_CONCURRENCY = PREFIX + "max-concurrency"
 KV_CACHE_DTYPE = PREFIX + "kv-cache-dtype"
 GPU_MEMORY_UTILIZATION = PREFIX + "gpu-memory-utilization"
 ARCHITECTURE = PREFIX + "architecture"
+# What the engine's command line says (webhook/engine_args.py), settable as annotations too.
+ENGINE = PREFIX + "engine"
+MAX_BATCHED_TOKENS = PREFIX + "max-batched-tokens"
 
 ASSIGNED_PROFILE = PREFIX + "assigned-profile"
 DECISION = PREFIX + "decision"
@@ -139,7 +142,7 @@ def parse_skip(value: object) -> bool:
 # --- inference sizing -----------------------------------------------------------------
 
 # Bytes per KV-cache element. `auto` is resolved against the weight precision by
-# webhook.inference (vLLM's --kv-cache-dtype auto = the model's dtype); fp8_e4m3/fp8_e5m2
+# webhook.inference (vLLM's --kv-cache-dtype auto = the model's compute dtype); fp8_e4m3/fp8_e5m2
 # are vLLM's spellings of fp8.
 KV_CACHE_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 KV_CACHE_DTYPES = ("auto", *KV_CACHE_BYTES)
@@ -181,7 +184,7 @@ def parse_kv_cache_dtype(value: str) -> str:
     key = value.strip().lower() if isinstance(value, str) else None
     if key not in KV_CACHE_DTYPES:
         raise InvalidAnnotation(
-            KV_CACHE_DTYPE, value, "one of " + ", ".join(KV_CACHE_DTYPES) + " (auto = the weight precision; int8/int4 weights keep an fp16 cache)"
+            KV_CACHE_DTYPE, value, "one of " + ", ".join(KV_CACHE_DTYPES) + " (auto = the model's compute dtype: 2 bytes, 4 for fp32; only fp8 gives 1)"
         )
     return key
 
@@ -221,3 +224,22 @@ def parse_architecture(value: str) -> dict[str, int]:
     if set(found) != set(ARCHITECTURE_KEYS):
         raise InvalidAnnotation(ARCHITECTURE, value, accepted)
     return found
+
+
+ENGINES = ("vllm", "sglang", "tgi")
+MAX_BATCHED = 10**9
+
+
+def parse_engine(value: str) -> str:
+    key = value.strip().lower() if isinstance(value, str) else None
+    if key not in ENGINES:
+        raise InvalidAnnotation(ENGINE, value, "one of " + ", ".join(ENGINES) + " (the serving engine)")
+    return key
+
+
+def parse_max_batched_tokens(value: str) -> int:
+    accepted = f"a whole number of tokens one forward pass takes (vLLM --max-num-batched-tokens), from 1 to {MAX_BATCHED}"
+    match = _INTEGER.match(value) if isinstance(value, str) else None
+    if not match or not 1 <= int(match.group(1)) <= MAX_BATCHED:
+        raise InvalidAnnotation(MAX_BATCHED_TOKENS, value, accepted)
+    return int(match.group(1))

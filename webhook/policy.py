@@ -12,13 +12,14 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from webhook.annotations import BYTES_PER_PARAM
+from webhook import model_table
 from webhook.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
 
 POLICY_ENV = "GPU_RIGHTSIZER_POLICY"
@@ -106,6 +107,10 @@ class PolicySpec(_Spec):
     workload_classes: dict[str, WorkloadClassSpec] = {}
     default_workload_class: str | None = None
     override_priority_class: bool = False
+    # Read the serving engine's settings from the pod's command line (webhook/engine_args.py).
+    read_engine_args: bool = True
+    # Rows added to the architecture table, validated by its own schema (model_table.py).
+    architectures: dict[str, Any] = {}
 
 
 # --- the compiled policy -----------------------------------------------------------
@@ -158,6 +163,10 @@ class Policy:
     activation_mib: int = 1536
     runtime_overhead_mib: int = 768
     gpu_memory_utilization: Fraction = Fraction(9, 10)
+    read_engine_args: bool = True
+    # The built-in architecture table plus the policy's `architectures:` rows
+    # (inference.ArchitectureTable); None: the built-in table alone.
+    architectures: object = field(default=None, repr=False)
 
 
 def _requirement_dict(spec: NodeSelectorRequirementSpec) -> dict:
@@ -294,6 +303,15 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
             f"accepted: {', '.join(classes) or '(none defined)'}"
         )
 
+    table = None
+    if spec.architectures:
+        from webhook.inference import builtin_architectures  # inference imports sizing, which imports this module
+
+        try:
+            table = builtin_architectures().with_rows(model_table.validate_rows(spec.architectures, "architectures"))
+        except model_table.TableError as err:
+            raise PolicyError(str(err)) from None
+
     pool_by_profile: dict[str, tuple[Pool, MigProfile]] = {}
     for pool in pools:
         for profile in pool.profiles:
@@ -316,6 +334,8 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
         runtime_overhead_mib=spec.estimate.runtime_overhead_mib,
         # Exact decimal, so "need <= 0.9 x memory" compares without float rounding.
         gpu_memory_utilization=Fraction(str(spec.estimate.gpu_memory_utilization)),
+        read_engine_args=spec.read_engine_args,
+        architectures=table,
     )
 
 
