@@ -306,7 +306,7 @@ def _flag_values(tokens: list[str], table: dict[str, tuple[str, ...]]) -> dict[s
     argparse and clap do. `--flag value` and `--flag=value`; unknown flags are skipped."""
     by_name = {name: f for f, names in table.items() for name in names}
     # argparse accepts underscores for dashes in vLLM's flags (--max_model_len): both spellings.
-    by_name.update({name.replace("-", "_"): f for name, f in list(by_name.items()) if name.startswith("--")})
+    by_name.update({"--" + name[2:].replace("-", "_"): f for name, f in list(by_name.items()) if name.startswith("--")})
     out: dict[str, tuple[str, str]] = {}
     i = 0
     while i < len(tokens):
