@@ -172,12 +172,16 @@ def parse_context_length(value: str) -> int:
     return tokens
 
 
+def _whole_number(value: str, annotation: str, upper: int, accepted: str) -> int:
+    match = _INTEGER.match(value) if isinstance(value, str) else None
+    if not match or not 1 <= int(match.group(1)) <= upper:
+        raise InvalidAnnotation(annotation, value, accepted)
+    return int(match.group(1))
+
+
 def parse_max_concurrency(value: str) -> int:
     accepted = f"a whole number of sequences served at once, from 1 to {MAX_CONCURRENCY_SEQS}"
-    match = _INTEGER.match(value) if isinstance(value, str) else None
-    if not match or not 1 <= int(match.group(1)) <= MAX_CONCURRENCY_SEQS:
-        raise InvalidAnnotation(MAX_CONCURRENCY, value, accepted)
-    return int(match.group(1))
+    return _whole_number(value, MAX_CONCURRENCY, MAX_CONCURRENCY_SEQS, accepted)
 
 
 def parse_kv_cache_dtype(value: str) -> str:
@@ -239,7 +243,4 @@ def parse_engine(value: str) -> str:
 
 def parse_max_batched_tokens(value: str) -> int:
     accepted = f"a whole number of tokens one forward pass takes (vLLM --max-num-batched-tokens), from 1 to {MAX_BATCHED}"
-    match = _INTEGER.match(value) if isinstance(value, str) else None
-    if not match or not 1 <= int(match.group(1)) <= MAX_BATCHED:
-        raise InvalidAnnotation(MAX_BATCHED_TOKENS, value, accepted)
-    return int(match.group(1))
+    return _whole_number(value, MAX_BATCHED_TOKENS, MAX_BATCHED, accepted)

@@ -241,14 +241,14 @@ def _strip_launchers(tokens: list[str], env: dict[str, str]) -> list[str]:
 
 def _engine_of(tokens: list[str]) -> tuple[str, list[str], str | None] | None:
     """(engine, its argument tokens, positional model) when ``tokens`` launch one."""
-    for i, token in enumerate(tokens):
-        base = token.rsplit("/", 1)[-1]
+    for i, word in enumerate(tokens):
+        base = word.rsplit("/", 1)[-1]
         rest = tokens[i + 1:]
         if base == "vllm" and rest[:1] == ["serve"]:
             args = rest[1:]
             model = args[0] if args and not args[0].startswith("-") else None
             return "vllm", args[1:] if model else args, model
-        if token == "-m" and rest:
+        if word == "-m" and rest:
             module = rest[0]
             if module in ("vllm.entrypoints.openai.api_server", "vllm.entrypoints.api_server"):
                 return "vllm", rest[1:], None
