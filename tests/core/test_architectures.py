@@ -256,7 +256,8 @@ def params_from_shapes(c: dict) -> int:
 
 
 def test_table_has_the_required_models():
-    assert set(TABLE.models) == set(CITED)
+    # The rows added since (issue 19) are checked in tests/core/test_models_2026.py.
+    assert set(CITED) <= set(TABLE.models)
 
 
 @pytest.mark.parametrize("key", sorted(CITED))

@@ -32,6 +32,8 @@ FLAGS = {
     "gpu_memory_utilization": ann.GPU_MEMORY_UTILIZATION,
     "architecture": ann.ARCHITECTURE,
     "gpu_memory": ann.GPU_MEMORY,
+    "engine": ann.ENGINE,
+    "max_batched_tokens": ann.MAX_BATCHED_TOKENS,
 }
 
 
@@ -47,6 +49,10 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--architecture", help="layers=N,kv-heads=N,head-dim=N for a model not in the table")
     parser.add_argument("--gpu-memory", help="explicit need, a Kubernetes quantity (18Gi)")
+    parser.add_argument(
+        "--engine", help="serving engine: " + ", ".join(ann.ENGINES) + " (vllm: sliding-window layers hold a window)"
+    )
+    parser.add_argument("--max-batched-tokens", help="tokens per forward pass (vLLM --max-num-batched-tokens)")
     parser.add_argument("--list-models", action="store_true", help="print the architecture table and exit")
     add_policy_argument(parser)
 
@@ -79,9 +85,12 @@ def _gib(mib: float) -> str:
 
 def print_models() -> None:
     table = builtin_architectures()
-    print(f"{'model':<15}{'params':>16}{'layers':>8}{'kv heads':>10}{'head dim':>10}  config.json")
+    print(f"{'model':<30}{'params':>16}{'layers':>8}{'kv heads':>10}{'head dim':>10}{'context':>9}  config.json")
     for arch in table.models.values():
-        print(f"{arch.key:<15}{arch.params:>16}{arch.layers:>8}{arch.kv_heads:>10}{arch.head_dim:>10}  {arch.config}")
+        print(
+            f"{arch.key:<30}{arch.params:>16}{arch.layers:>8}{arch.kv_heads:>10}{arch.head_dim:>10}"
+            f"{arch.max_context or '-':>9}  {arch.config}"
+        )
 
 
 def run(args) -> int:

@@ -17,9 +17,11 @@ from webhook.core.constants import ARCHITECTURE as ARCHITECTURE
 from webhook.core.constants import ASSIGNED_PROFILE as ASSIGNED_PROFILE
 from webhook.core.constants import CONTEXT_LENGTH as CONTEXT_LENGTH
 from webhook.core.constants import DECISION as DECISION
+from webhook.core.constants import ENGINE as ENGINE
 from webhook.core.constants import GPU_MEMORY as GPU_MEMORY
 from webhook.core.constants import GPU_MEMORY_UTILIZATION as GPU_MEMORY_UTILIZATION
 from webhook.core.constants import KV_CACHE_DTYPE as KV_CACHE_DTYPE
+from webhook.core.constants import MAX_BATCHED_TOKENS as MAX_BATCHED_TOKENS
 from webhook.core.constants import MAX_CONCURRENCY as MAX_CONCURRENCY
 from webhook.core.constants import MODEL as MODEL
 from webhook.core.constants import MODEL_SIZE as MODEL_SIZE
@@ -99,7 +101,7 @@ def parse_skip(value: object) -> bool:
 # --- inference sizing -----------------------------------------------------------------
 
 # Bytes per KV-cache element. `auto` is resolved against the weight precision by
-# webhook.core.inference (vLLM's --kv-cache-dtype auto = the model's dtype); fp8_e4m3/fp8_e5m2
+# webhook.core.inference (vLLM's --kv-cache-dtype auto = the model's compute dtype); fp8_e4m3/fp8_e5m2
 # are vLLM's spellings of fp8.
 KV_CACHE_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
 KV_CACHE_DTYPES = ("auto", *KV_CACHE_BYTES)
@@ -129,12 +131,16 @@ def parse_context_length(value: str) -> int:
     return tokens
 
 
+def _whole_number(value: str, annotation: str, upper: int, accepted: str) -> int:
+    match = _INTEGER.match(value) if isinstance(value, str) else None
+    if not match or not 1 <= int(match.group(1)) <= upper:
+        raise InvalidAnnotation(annotation, value, accepted)
+    return int(match.group(1))
+
+
 def parse_max_concurrency(value: str) -> int:
     accepted = f"a whole number of sequences served at once, from 1 to {MAX_CONCURRENCY_SEQS}"
-    match = _INTEGER.match(value) if isinstance(value, str) else None
-    if not match or not 1 <= int(match.group(1)) <= MAX_CONCURRENCY_SEQS:
-        raise InvalidAnnotation(MAX_CONCURRENCY, value, accepted)
-    return int(match.group(1))
+    return _whole_number(value, MAX_CONCURRENCY, MAX_CONCURRENCY_SEQS, accepted)
 
 
 def parse_kv_cache_dtype(value: str) -> str:
@@ -145,7 +151,7 @@ def parse_kv_cache_dtype(value: str) -> str:
             value,
             "one of "
             + ", ".join(KV_CACHE_DTYPES)
-            + " (auto = the weight precision; int8/int4 weights keep an fp16 cache)",
+            + " (auto = the model's compute dtype: 2 bytes, 4 for fp32; only fp8 gives 1)",
         )
     return key
 
@@ -185,3 +191,21 @@ def parse_architecture(value: str) -> dict[str, int]:
     if set(found) != set(ARCHITECTURE_KEYS):
         raise InvalidAnnotation(ARCHITECTURE, value, accepted)
     return found
+
+
+ENGINES = ("vllm", "sglang", "tgi")
+MAX_BATCHED = 10**9
+
+
+def parse_engine(value: str) -> str:
+    key = value.strip().lower() if isinstance(value, str) else None
+    if key not in ENGINES:
+        raise InvalidAnnotation(ENGINE, value, "one of " + ", ".join(ENGINES) + " (the serving engine)")
+    return key
+
+
+def parse_max_batched_tokens(value: str) -> int:
+    accepted = (
+        f"a whole number of tokens one forward pass takes (vLLM --max-num-batched-tokens), from 1 to {MAX_BATCHED}"
+    )
+    return _whole_number(value, MAX_BATCHED_TOKENS, MAX_BATCHED, accepted)

@@ -36,6 +36,9 @@ MAX_CONCURRENCY = PREFIX + "max-concurrency"
 KV_CACHE_DTYPE = PREFIX + "kv-cache-dtype"
 GPU_MEMORY_UTILIZATION = PREFIX + "gpu-memory-utilization"
 ARCHITECTURE = PREFIX + "architecture"
+# What the engine's command line says (webhook/core/engine_args.py), settable as annotations too.
+ENGINE = PREFIX + "engine"
+MAX_BATCHED_TOKENS = PREFIX + "max-batched-tokens"
 
 # Pod annotations the webhook writes.
 ASSIGNED_PROFILE = PREFIX + "assigned-profile"

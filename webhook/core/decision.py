@@ -7,13 +7,13 @@ it; nothing else sizes a pod.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from webhook.core import annotations as ann
-from webhook.core import inference
+from webhook.core import engine_args, inference
 from webhook.core.catalog import MigProfile
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
 from webhook.core.errors import BadObject
@@ -159,9 +159,12 @@ def estimate_need(annotations: dict[str, Any], policy: Policy) -> MemoryNeed | N
 
     Strongest first: gpu-memory; the inference estimate (context-length, with model or
     architecture; webhook/core/inference.py); model-size; model (its parameter count)."""
+    model = inference.parse_model(annotations[ann.MODEL], policy.architectures) if ann.MODEL in annotations else None
     precision = policy.default_precision
     if ann.PRECISION in annotations:
         precision = ann.parse_precision(annotations[ann.PRECISION])
+    elif model is not None and model.implied_precision:
+        precision = model.implied_precision  # the checkpoint's name says it (...-AWQ: int4)
     params = None
     if ann.MODEL_SIZE in annotations:
         params = ann.parse_model_size(annotations[ann.MODEL_SIZE])
@@ -171,8 +174,7 @@ def estimate_need(annotations: dict[str, Any], policy: Policy) -> MemoryNeed | N
     utilization = None
     if ann.GPU_MEMORY_UTILIZATION in annotations:
         utilization = ann.parse_utilization(annotations[ann.GPU_MEMORY_UTILIZATION])
-    model = inference.parse_model(annotations[ann.MODEL]) if ann.MODEL in annotations else None
-    serving = inference.serving_settings(annotations, precision, params, model)
+    serving = inference.serving_settings(annotations, precision, params, model, ann.PRECISION in annotations)
 
     if explicit is not None:
         need = explicit_need(explicit, annotations[ann.GPU_MEMORY].strip())
@@ -185,6 +187,8 @@ def estimate_need(annotations: dict[str, Any], policy: Policy) -> MemoryNeed | N
         )
     elif params is not None:
         need = weights_need(params, precision, policy.overhead_factor)
+    elif model is not None and inference.weights_label(model, precision, ann.PRECISION in annotations)[0]:
+        need = inference.checkpoint_need(model, policy.overhead_factor)
     elif model is not None:
         # every row of the table has its parameter count
         need = weights_need(cast(int, model.params), precision, policy.overhead_factor)
@@ -239,7 +243,7 @@ def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, r
 
 
 def decide(pod: dict[str, Any], policy: Policy) -> Decision:
-    """What to do with ``pod`` (a raw Pod dict) under ``policy``. Raises BadObject only
+    """What to do with ``pod`` (a raw Pod dict[str, Any]) under ``policy``. Raises BadObject only
     for a malformed pod; invalid annotations become a deny or warning per the policy."""
     annotations = pod_annotations(pod)
     if ann.parse_skip(annotations.get(ann.SKIP)):
@@ -256,9 +260,20 @@ def decide(pod: dict[str, Any], policy: Policy) -> Decision:
         if number != 1
     )
 
+    engine = None
+    sizing = annotations
     try:
         workload_class = _workload_class(annotations, policy)
-        need = estimate_need(annotations, policy)
+        engine = _engine_settings(pod, single, policy)
+        if engine is not None:
+            # The command line's settings as annotations; the pod's own annotations win.
+            sizing, overrides = engine_args.merge(annotations, engine, _comparable(policy))
+            warnings = engine.warnings + overrides + warnings
+            if sizing.keys() == annotations.keys():
+                engine = (
+                    replace(engine, annotations={}) if not engine.several_gpus else engine
+                )  # nothing of it sized the pod
+        need = estimate_need(sizing, policy)
         explicit = _explicit_profile(annotations, policy)
     except ann.InvalidAnnotation as err:
         if policy.on_invalid_annotation == "deny":
@@ -267,7 +282,9 @@ def decide(pod: dict[str, Any], policy: Policy) -> Decision:
             "unchanged", message=f"{err}; pod admitted unchanged (onInvalidAnnotation: ignore)", warnings=warnings
         )
 
-    if not any(a in annotations for a in ann.SIZING_ANNOTATIONS):
+    if engine is not None and engine.several_gpus:
+        return Decision("unchanged", message=engine.several_gpus, warnings=warnings)
+    if not any(a in sizing for a in ann.SIZING_ANNOTATIONS):
         hint = (
             f"no sizing annotation, so the {GPU_RESOURCE} request stays; add {ann.MODEL_SIZE} "
             f'("7b"), {ann.MODEL} ("llama-3.1-8b"), {ann.GPU_MEMORY} ("18Gi") or {ann.PROFILE}'
@@ -289,22 +306,91 @@ def decide(pod: dict[str, Any], policy: Policy) -> Decision:
                 f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * 1024 * 1024)})"
             )
             if policy.on_oversize == "deny":
-                return Decision("deny", message=f"{reason}; refused (onOversize: deny)", need=need)
+                return Decision(
+                    "deny", message=_engine_note(f"{reason}; refused (onOversize: deny)", engine), need=need
+                )
             return Decision(
                 "whole-gpu",
-                message=f"{reason}; keeping the whole-GPU request (onOversize: whole-gpu)",
+                message=_engine_note(f"{reason}; keeping the whole-GPU request (onOversize: whole-gpu)", engine),
                 need=need,
                 containers=single,
-                warnings=warnings,
+                warnings=_beyond_whole_gpu(need, policy) + warnings,
             )
         pool, profile, sized_by = choice.pool, choice.profile, need
     return Decision(
         "rewrite",
-        message=_rewrite_message(pool, profile, sized_by, single),
+        message=_engine_note(_rewrite_message(pool, profile, sized_by, single), engine if explicit is None else None),
         pool=pool,
         profile=profile,
         need=need,
         workload_class=workload_class,
         containers=single,
         warnings=warnings,
+    )
+
+
+def _engine_settings(
+    pod: dict[str, Any], single: tuple[ContainerRef, ...], policy: Policy
+) -> engine_args.Derived | None:
+    """What the first single-GPU container's serving engine says, as annotations
+    (webhook/core/engine_args.py), or None (not an engine, or the policy's readEngineArgs off)."""
+    if not policy.read_engine_args:
+        return None
+    spec = pod.get("spec") or {}
+    for ref in single:
+        container = spec[ref.field][ref.index]
+        reading = engine_args.read_container(container, _container_label(ref))
+        # An engine's image without a flag says nothing to size by: the pod is sized by its
+        # annotations, exactly as before engine reading.
+        if reading is not None and (reading.values or reading.unresolved):
+            return engine_args.derive(reading, (policy.architectures or inference.builtin_architectures()).resolve)
+    return None
+
+
+def _comparable(policy: Policy) -> Callable[[str, str], object]:
+    """An annotation's value in a form two spellings compare equal in (8k == 8192)."""
+    parsers: dict[str, Callable[[str], object]] = {
+        ann.CONTEXT_LENGTH: ann.parse_context_length,
+        ann.MAX_CONCURRENCY: ann.parse_max_concurrency,
+        ann.KV_CACHE_DTYPE: lambda v: ann.KV_CACHE_BYTES.get(ann.parse_kv_cache_dtype(v), "auto"),
+        ann.GPU_MEMORY_UTILIZATION: ann.parse_utilization,
+        ann.PRECISION: lambda v: ann.BYTES_PER_PARAM[ann.parse_precision(v)],
+        ann.MAX_BATCHED_TOKENS: ann.parse_max_batched_tokens,
+        ann.ENGINE: ann.parse_engine,
+        ann.MODEL: lambda v: inference.parse_model(v, policy.architectures).key,
+    }
+
+    def parse(key: str, text: str) -> object:
+        return parsers[key](text) if key in parsers else text
+
+    return parse
+
+
+def _engine_note(message: str, engine: engine_args.Derived | None) -> str:
+    """The decision's line with what was read from the engine's command line and which
+    engine defaults applied."""
+    if engine is None or not engine.annotations:
+        return message
+    read = ", ".join(src for key, src in engine.sources.items() if key in engine.stated and key != ann.ENGINE)
+    parts = [
+        f"read from the {engine_args.ENGINE_NAMES[engine.engine]} command of {engine.container}"
+        + (f" ({read})" if read else "")
+    ]
+    return f"{message} [{'; '.join(parts + list(engine.notes))}]"
+
+
+def _beyond_whole_gpu(need: MemoryNeed | None, policy: Policy) -> tuple[str, ...]:
+    """A warning when not even a whole GPU of any pool's model holds the need: the
+    whole-GPU request is kept, but the engine will not start on it either."""
+    if need is None:
+        return ()
+    whole = [(pool, max(pool.model.profiles, key=lambda p: p.memory_mib)) for pool in policy.pools]
+    if any(need.fits(profile) for _, profile in whole):
+        return ()
+    pool, biggest = max(whole, key=lambda pair: pair[1].memory_mib)
+    return (
+        f"even a whole GPU will not hold it: {need.gib:.1f} GiB is more than "
+        f"{'' if need.utilization == 1 else f'{float(need.utilization):g} x '}"
+        f"{format_gib(biggest.memory_mib * 1024 * 1024)} of a whole {pool.model.key} (pool {pool.name}), so the "
+        "engine will not start; lower the context or concurrency, quantize, or serve it on several GPUs",
     )

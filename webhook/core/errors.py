@@ -14,6 +14,12 @@ catches them. What each one means to a caller:
   keeps the previous policy.
 - :class:`UnsupportedObject`: an offline tool (`mutate`, `plan`) was given an object that
   holds no pod.
+- :class:`InvalidSetting`: a serving engine's flag or env value (webhook/core/engine_args.py)
+  we cannot read; an :class:`InvalidAnnotation`, so ``onInvalidAnnotation`` applies to it.
+- :class:`TableError`: a row of the architecture table (built-in, or a policy's
+  ``architectures:``) is invalid; the policy turns it into a :class:`PolicyError`.
+- :class:`UnsizedCheckpoint`: a served model name is a quantized format whose weight size
+  the table cannot derive; the `model` annotation turns it into an :class:`InvalidAnnotation`.
 
 The planner's ``PlanError`` and ``DemandError`` (webhook/planning) and the certificate
 installer's ``InstallError`` derive from the same base.
@@ -21,6 +27,7 @@ installer's ``InstallError`` derive from the same base.
 
 from __future__ import annotations
 
+from webhook.core.constants import GPU_MEMORY, MODEL, PRECISION
 from webhook.core.text import quote_value
 
 
@@ -63,3 +70,31 @@ class PolicyError(RightsizerError, ValueError):
 
 class UnsupportedObject(RightsizerError, ValueError):
     """The object is not a kind that holds a pod (or not a Kubernetes object at all)."""
+
+
+class InvalidSetting(InvalidAnnotation):
+    """A flag or env value of the serving engine that does not parse; caught as
+    InvalidAnnotation, so the policy's onInvalidAnnotation applies to it as to an annotation."""
+
+    def __init__(self, where: str, flag: str, value: object, accepted: str):
+        self.annotation = flag
+        self.value = value
+        self.accepted = accepted
+        RightsizerError.__init__(self, f"{flag} {quote_value(value)} in {where} is invalid: expected {accepted}")
+
+
+class TableError(RightsizerError, ValueError):
+    """A row of the architecture table is invalid; the message starts with the path of the bad field."""
+
+
+class UnsizedCheckpoint(RightsizerError, ValueError):
+    """A recognised quantized format whose size the table cannot derive."""
+
+    def __init__(self, name: str, fmt: str, base: str | None):
+        self.fmt = fmt
+        self.base = base
+        of = f" of {base}" if base else ""
+        super().__init__(
+            f"a {fmt} checkpoint{of}, whose weight size the table does not derive: describe it with "
+            f"{MODEL} (its base model) and {PRECISION}, or state the need with {GPU_MEMORY}"
+        )

@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from webhook import settings
+from webhook.core import model_table
 from webhook.core.annotations import BYTES_PER_PARAM
 from webhook.core.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
 from webhook.core.constants import PRODUCT_LABEL
-from webhook.core.errors import PolicyError
+from webhook.core.errors import PolicyError, TableError
 
 # --- the file's schema -------------------------------------------------------------
 
@@ -98,6 +99,10 @@ class PolicySpec(_Spec):
     workload_classes: dict[str, WorkloadClassSpec] = {}
     default_workload_class: str | None = None
     override_priority_class: bool = False
+    # Read the serving engine's settings from the pod's command line (webhook/core/engine_args.py).
+    read_engine_args: bool = True
+    # Rows added to the architecture table, validated by its own schema (webhook/core/model_table.py).
+    architectures: dict[str, Any] = {}
 
 
 # --- the compiled policy -----------------------------------------------------------
@@ -150,6 +155,10 @@ class Policy:
     activation_mib: int = 1536
     runtime_overhead_mib: int = 768
     gpu_memory_utilization: Fraction = Fraction(9, 10)
+    read_engine_args: bool = True
+    # The built-in architecture table plus the policy's `architectures:` rows; None: the
+    # built-in table alone.
+    architectures: model_table.ArchitectureTable | None = field(default=None, repr=False)
 
 
 def _requirement_dict(spec: NodeSelectorRequirementSpec) -> dict[str, Any]:
@@ -286,6 +295,15 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
             f"accepted: {', '.join(classes) or '(none defined)'}"
         )
 
+    table = None
+    if spec.architectures:
+        try:
+            table = model_table.builtin_architectures().with_rows(
+                model_table.validate_rows(spec.architectures, "architectures")
+            )
+        except TableError as err:
+            raise PolicyError(str(err)) from None
+
     pool_by_profile: dict[str, tuple[Pool, MigProfile]] = {}
     for pool in pools:
         for profile in pool.profiles:
@@ -308,6 +326,8 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
         runtime_overhead_mib=spec.estimate.runtime_overhead_mib,
         # Exact decimal, so "need <= 0.9 x memory" compares without float rounding.
         gpu_memory_utilization=Fraction(str(spec.estimate.gpu_memory_utilization)),
+        read_engine_args=spec.read_engine_args,
+        architectures=table,
     )
 
 
