@@ -16,6 +16,7 @@ COMMANDS = {
     "estimate": "webhook.cli.estimate",
     "certs": "webhook.cli.certs",
     "plan": "webhook.cli.plan",
+    "quota": "webhook.cli.quota",
 }
 
 HELP = {
@@ -25,6 +26,7 @@ HELP = {
     "estimate": "show the sizing arithmetic for a model and serving settings, and the profile each GPU model gives",
     "certs": "make the webhook's serving certificate and install it in a cluster",
     "plan": "plan MIG layouts for a demand: mig-parted config, node labels, density report",
+    "quota": "print the MIG ResourceQuota items that bound a namespace as its nvidia.com/gpu quota meant to",
 }
 
 

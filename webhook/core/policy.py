@@ -23,6 +23,7 @@ from webhook.core.annotations import BYTES_PER_PARAM
 from webhook.core.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
 from webhook.core.constants import PRODUCT_LABEL
 from webhook.core.errors import PolicyError
+from webhook.core.quota import QuotaMode, share_table
 
 # --- the file's schema -------------------------------------------------------------
 
@@ -88,6 +89,14 @@ class WorkloadClassSpec(_Spec):
     tolerations: list[TolerationSpec] = []
 
 
+class QuotaSpec(_Spec):
+    # docs/quotas.md: off (no quota is read), warn (say when a rewrite escapes the
+    # namespace's nvidia.com/gpu quota), gpu-equivalent (enforce that quota, counting each
+    # MIG slice as its share of a GPU). warn and gpu-equivalent need the webhook to read
+    # ResourceQuotas and pods (manifests/optional/quota).
+    mode: QuotaMode = "off"
+
+
 class PolicySpec(_Spec):
     pools: list[PoolSpec] = Field(min_length=1)
     estimate: EstimateSpec = EstimateSpec()
@@ -98,6 +107,7 @@ class PolicySpec(_Spec):
     workload_classes: dict[str, WorkloadClassSpec] = {}
     default_workload_class: str | None = None
     override_priority_class: bool = False
+    quota: QuotaSpec = QuotaSpec()
 
 
 # --- the compiled policy -----------------------------------------------------------
@@ -150,6 +160,10 @@ class Policy:
     activation_mib: int = 1536
     runtime_overhead_mib: int = 768
     gpu_memory_utilization: Fraction = Fraction(9, 10)
+    quota_mode: QuotaMode = "off"
+    # MIG profile -> its share of a GPU (webhook/core/quota.py), from the pools' models, and
+    # from the whole catalog for profiles no pool offers (pods may ask for them by name).
+    quota_shares: Mapping[str, Fraction] = field(default_factory=dict, repr=False)
 
 
 def _requirement_dict(spec: NodeSelectorRequirementSpec) -> dict[str, Any]:
@@ -308,6 +322,8 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
         runtime_overhead_mib=spec.estimate.runtime_overhead_mib,
         # Exact decimal, so "need <= 0.9 x memory" compares without float rounding.
         gpu_memory_utilization=Fraction(str(spec.estimate.gpu_memory_utilization)),
+        quota_mode=spec.quota.mode,
+        quota_shares={**share_table(catalog.models.values()), **share_table(p.model for p in pools)},
     )
 
 
