@@ -152,3 +152,53 @@ def test_profile_lookup_goes_to_the_first_pool_offering_it():
     )
     assert policy.pool_by_profile["7g.80gb"][0].name == "a"
     assert policy.pool_by_profile["1g.10gb"][0].name == "b"
+
+
+def test_every_problem_is_reported_at_once_one_per_line():
+    data = yaml.safe_load(ISSUE_EXAMPLE)
+    data["pools"][0]["gpuModel"] = "V100"
+    data["onOversize"] = "panic"
+    data["estimate"]["overheadFactor"] = 0.5
+    with pytest.raises(PolicyError) as err:
+        compile_policy(data)
+    lines = str(err.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["estimate.overheadFactor", "onOversize"]
+    data["onOversize"] = "deny"
+    data["estimate"]["overheadFactor"] = 1.2
+    data["defaultWorkloadClass"] = "inferense"
+    data["tolerations"][0]["value"] = "x"
+    with pytest.raises(PolicyError) as err:
+        compile_policy(data)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 3 and lines[0].startswith("pools[0].gpuModel: 'V100'")
+    assert any(line.startswith("tolerations[0].value") for line in lines)
+    assert any("defaultWorkloadClass" in line and "(did you mean inference?)" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d.update(onOversise="deny"),
+            "onOversise: Extra inputs are not permitted (did you mean onOversize?)",
+        ),
+        (lambda d: d["pools"][0].update(gpuModle="x"), "(did you mean gpuModel?)"),
+        (lambda d: d["estimate"].update(activationMib=1), "(did you mean activationMiB?)"),
+        (
+            lambda d: d["workloadClasses"]["training"].update(priortyClassName="x"),
+            "workloadClasses.training.priortyClassName: Extra inputs are not permitted (did you mean priorityClassName?)",
+        ),
+        (lambda d: d["nodeAffinity"][0].update(operater="In"), "(did you mean operator?)"),
+    ],
+)
+def test_unknown_keys_get_the_closest_known_one(mutate, expected):
+    assert expected in bad(mutate)
+
+
+def test_a_policy_files_errors_name_the_file_on_every_line(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text("pools: [{name: a, gpuModel: V100}]\nonOversize: panic\n")
+    with pytest.raises(PolicyError) as err:
+        load_policy(str(path))
+    lines = str(err.value).splitlines()
+    assert lines and all(line.startswith(f"{path}: ") for line in lines)

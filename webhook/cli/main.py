@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import os
 import sys
 
 # name -> module; each module has `help`, `add_arguments(parser)` and `run(args) -> int`.
@@ -16,6 +18,7 @@ COMMANDS = {
     "estimate": "webhook.cli.estimate",
     "certs": "webhook.cli.certs",
     "plan": "webhook.cli.plan",
+    "quota": "webhook.cli.quota",
 }
 
 HELP = {
@@ -25,6 +28,7 @@ HELP = {
     "estimate": "show the sizing arithmetic for a model and serving settings, and the profile each GPU model gives",
     "certs": "make the webhook's serving certificate and install it in a cluster",
     "plan": "plan MIG layouts for a demand: mig-parted config, node labels, density report",
+    "quota": "print the MIG ResourceQuota items that bound a namespace as its nvidia.com/gpu quota meant to",
 }
 
 
@@ -47,10 +51,18 @@ def _import_command(name: str):
         raise SystemExit(2) from None
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("gpu-rightsizer")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(
         prog="gpu-rightsizer", description="Right-size whole-GPU Kubernetes pods into NVIDIA MIG slices."
     )
+    parser.add_argument("--version", action="version", version=f"gpu-rightsizer {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parsers = {}
     for name in COMMANDS:
@@ -67,7 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         _import_command(chosen).add_arguments(parsers[chosen])
     args = parser.parse_args(argv)
     module = _import_command(args.command)
-    return int(module.run(args) or 0)
+    try:
+        code = int(module.run(args) or 0)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`gpu-rightsizer estimate ... | head`): stop quietly, as
+        # shell tools do, and keep Python from reporting the failed flush at exit
+        # (docs.python.org/3/library/signal.html, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
+    return code
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 Runs the same decision and mutation as the webhook on a Pod, or on the pod template of
 a Deployment, StatefulSet, Job, CronJob, ...; prints the mutated objects (or the JSON
-Patch) on stdout, the decision and warnings on stderr. A refused pod exits 1 with the
-message the webhook would give.
+Patch) on stdout, the decision and warnings on stderr. Other kinds (a Service, a
+ConfigMap) pass through unchanged, so a whole manifest can be piped through it. Exit
+status: 0, 1 when a pod was refused (with the message the webhook would give), 2 when
+the input cannot be read, holds no pod or workload at all, or a pod is malformed.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def read_documents(path: str) -> tuple[list, str]:
             expanded.extend(doc.get("items") or [])
         else:
             expanded.append(doc)
+    if not expanded:
+        raise ValueError("it holds no objects")
     return expanded, fmt
 
 
@@ -52,14 +56,23 @@ def run(args) -> int:
     except (OSError, ValueError, yaml.YAMLError) as err:
         print(f"gpu-rightsizer: cannot read {args.file}: {err}", file=sys.stderr)
         return 2
-    outputs, refused = [], False
+    outputs, refused, malformed, passed_through = [], False, False, 0
     for doc in docs:
         try:
             pod, path = pod_of(doc)
+        except UnsupportedObject as err:
+            # Not a pod or workload: passed through as it came.
+            kind = doc.get("kind") if isinstance(doc, dict) else type(doc).__name__
+            print(f"gpu-rightsizer: {kind}: passed through unchanged ({err})", file=sys.stderr)
+            outputs.append([] if args.patch else doc)
+            passed_through += 1
+            continue
+        try:
             decision, patch = pod_patch(pod, policy)
-        except (UnsupportedObject, BadObject) as err:
+        except BadObject as err:
             print(f"gpu-rightsizer: {err}", file=sys.stderr)
-            return 2
+            malformed = True
+            continue
         name = (doc.get("metadata") or {}).get("name") or (doc.get("metadata") or {}).get("generateName") or "?"
         label = f"{doc.get('kind')}/{name}"
         if decision.action == "deny":
@@ -75,10 +88,13 @@ def run(args) -> int:
             outputs.append([{**op, "path": prefix + op["path"]} for op in patch])
         else:
             outputs.append(with_pod(doc, path, mutate_pod(pod, decision, policy)))
+    if passed_through == len(docs):
+        print(f"gpu-rightsizer: {args.file} holds no Pod or workload to mutate", file=sys.stderr)
+        return 2
     out_fmt = "json" if args.patch else (args.output or fmt)
     if out_fmt == "json":
         body = outputs[0] if len(outputs) == 1 else outputs
         print(json.dumps(body, indent=2))
     elif outputs:
         print(yaml.safe_dump_all(outputs, sort_keys=False, default_flow_style=False), end="")
-    return 1 if refused else 0
+    return 2 if malformed else 1 if refused else 0

@@ -2,7 +2,7 @@
 
 Demand comes from manifests (sized by the webhook's own decision) and/or a live cluster;
 supply is "as many GPUs as needed", `--gpus POOL=N,...`, or the live GPU nodes.
-Exit status: 0 planned, 1 some demand is left over, 2 bad input.
+Exit status: 0 planned, 1 some demand is left over or the webhook would refuse a workload, 2 bad input.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ def run(args) -> int:
             raise
         return _fail(f"cannot read the cluster: {type(err).__name__}: {str(err).strip().splitlines()[0][:300]}")
 
+    refused = [w for w in demand.workloads if w.action == "deny"]  # what the webhook would refuse
     for w in demand.workloads:
         if w.action in ("deny", "invalid"):
             print(f"gpu-rightsizer: {w.label} ({w.source}): not planned: {w.action}: {w.message}", file=sys.stderr)
@@ -107,7 +108,7 @@ def run(args) -> int:
             f"gpu-rightsizer: nothing to plan: {read} workload(s) read, none needs a GPU "
             "(no nvidia.com/gpu request, skipped, refused or zero replicas)"
         )
-        return 0
+        return 1 if refused else 0
     try:
         plan = plan_fleet(demand, policy, limits, supply, time_limit=args.time_limit, workers=args.workers)
     except PlanError as err:
@@ -134,7 +135,7 @@ def run(args) -> int:
         print(f"move: {m['pod']}: {m['from']} -> {m['to']}")
     for item in data["left_over"]:
         print(f"left over: {item['pod']} ({item['resource']}): {item['why']}", file=sys.stderr)
-    return 1 if data["left_over"] else 0
+    return 1 if data["left_over"] or refused else 0
 
 
 def _write_outputs(args, plan: FleetPlan, text: str, labels: list[str]) -> None:

@@ -31,7 +31,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--port", type=int, default=settings.port(), help=f"TLS port (default: ${settings.PORT}, else 8443)"
     )
-    parser.add_argument("--workers", type=int, default=gunicorn_conf.workers)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=gunicorn_conf.workers,
+        help=f"gunicorn worker processes (default: ${settings.WORKERS}, else {gunicorn_conf.workers})",
+    )
     parser.add_argument("--threads", type=int, default=gunicorn_conf.threads, help="threads per worker")
 
 

@@ -8,11 +8,12 @@ An invalid policy raises :class:`PolicyError` naming the path of the bad field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +25,7 @@ from webhook.core.annotations import BYTES_PER_PARAM
 from webhook.core.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
 from webhook.core.constants import PRODUCT_LABEL
 from webhook.core.errors import PolicyError, TableError
+from webhook.core.quota import QuotaMode, share_table
 
 # --- the file's schema -------------------------------------------------------------
 
@@ -89,6 +91,20 @@ class WorkloadClassSpec(_Spec):
     tolerations: list[TolerationSpec] = []
 
 
+class QuotaSpec(_Spec):
+    # docs/quotas.md: off (no quota is read), warn (say when a rewrite escapes the
+    # namespace's nvidia.com/gpu quota), gpu-equivalent (enforce that quota, counting each
+    # MIG slice as its share of a GPU). warn and gpu-equivalent need the webhook to read
+    # ResourceQuotas and pods (manifests/optional/quota).
+    mode: QuotaMode = "off"
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        # YAML 1.1 (PyYAML) reads a bare `off` as false.
+        return "off" if value is False else value
+
+
 class PolicySpec(_Spec):
     pools: list[PoolSpec] = Field(min_length=1)
     estimate: EstimateSpec = EstimateSpec()
@@ -103,6 +119,7 @@ class PolicySpec(_Spec):
     read_engine_args: bool = True
     # Rows added to the architecture table, validated by its own schema (webhook/core/model_table.py).
     architectures: dict[str, Any] = {}
+    quota: QuotaSpec = QuotaSpec()
 
 
 # --- the compiled policy -----------------------------------------------------------
@@ -159,6 +176,10 @@ class Policy:
     # The built-in architecture table plus the policy's `architectures:` rows; None: the
     # built-in table alone.
     architectures: model_table.ArchitectureTable | None = field(default=None, repr=False)
+    quota_mode: QuotaMode = "off"
+    # MIG profile -> its share of a GPU (webhook/core/quota.py), from the pools' models, and
+    # from the whole catalog for profiles no pool offers (pods may ask for them by name).
+    quota_shares: Mapping[str, Fraction] = field(default_factory=dict, repr=False)
 
 
 def _requirement_dict(spec: NodeSelectorRequirementSpec) -> dict[str, Any]:
@@ -250,34 +271,84 @@ def _loc_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the schema accepts where ``loc`` (the path of an unknown key) points."""
+    model: Any = PolicySpec
+    dict_key_next = False
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        if dict_key_next:  # a key of a dict field (a workload class's name)
+            dict_key_next = False
+            continue
+        fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+        found = fields.get(str(part))
+        if found is None:
+            return []
+        annotation = found.annotation
+        dict_key_next = get_origin(annotation) is dict
+        model = next((a for a in _type_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    if model is None:
+        return []
+    return [(f.alias or name) for name, f in model.model_fields.items()]
+
+
+def _type_args(annotation: Any) -> list[Any]:
+    out = [annotation]
+    for arg in get_args(annotation):
+        out += _type_args(arg)
+    return out
+
+
+def _schema_problems(err: ValidationError) -> list[str]:
+    problems = []
+    for error in err.errors():
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p and "]" in p))
+        message = f"{_loc_path(loc)}: {error['msg']}"
+        if error["type"] == "extra_forbidden" and loc:
+            close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc), n=1)
+            message += f" (did you mean {close[0]}?)" if close else ""
+        problems.append(message)
+    return problems
+
+
 def compile_policy(data: object, source: str = "inline", catalog: Catalog | None = None) -> Policy:
-    """Validate a parsed YAML document and compile it; raises PolicyError."""
+    """Validate a parsed YAML document and compile it; raises PolicyError naming every
+    problem found, one per line, each with the path of its field."""
     catalog = catalog or builtin_catalog()
     if not isinstance(data, dict):
         raise PolicyError(f"(top level): the policy must be a mapping, not {type(data).__name__}")
     try:
         spec = PolicySpec.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and "[" in p and "]" in p))
-        raise PolicyError(f"{_loc_path(loc)}: {first['msg']}") from None
+        raise PolicyError("\n".join(_schema_problems(err))) from None
 
-    pools = tuple(_compile_pool(i, p, catalog) for i, p in enumerate(spec.pools))
-    names = [p.name for p in pools]
+    problems: list[str] = []
+
+    def checked(check: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return check(*args)
+        except PolicyError as err:
+            problems.append(str(err))
+            return None
+
+    compiled = [checked(_compile_pool, i, p, catalog) for i, p in enumerate(spec.pools)]
+    pools = tuple(p for p in compiled if p is not None)
+    names = [p.name for p in spec.pools]
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise PolicyError(f"pools[{i}].name: {name!r} is used by an earlier pool")
+            problems.append(f"pools[{i}].name: {name!r} is used by an earlier pool")
     for i, req in enumerate(spec.node_affinity):
-        _check_requirement(f"nodeAffinity[{i}]", req)
+        checked(_check_requirement, f"nodeAffinity[{i}]", req)
     for i, tol in enumerate(spec.tolerations):
-        _check_toleration(f"tolerations[{i}]", tol)
+        checked(_check_toleration, f"tolerations[{i}]", tol)
 
     classes = {}
     for name, wc in spec.workload_classes.items():
         for i, tol in enumerate(wc.tolerations):
-            _check_toleration(f"workloadClasses.{name}.tolerations[{i}]", tol)
+            checked(_check_toleration, f"workloadClasses.{name}.tolerations[{i}]", tol)
         if (wc.priority is not None or wc.preemption_policy) and not wc.priority_class_name:
-            raise PolicyError(
+            problems.append(
                 f"workloadClasses.{name}.priority: priority and preemptionPolicy describe "
                 "a priorityClassName, which is missing"
             )
@@ -290,11 +361,11 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
         )
     default_class = spec.default_workload_class
     if default_class is not None and default_class not in classes:
-        raise PolicyError(
+        close = difflib.get_close_matches(default_class, list(classes), n=1)
+        problems.append(
             f"defaultWorkloadClass: {default_class!r} is not a key of workloadClasses; "
-            f"accepted: {', '.join(classes) or '(none defined)'}"
+            f"accepted: {', '.join(classes) or '(none defined)'}" + (f" (did you mean {close[0]}?)" if close else "")
         )
-
     table = None
     if spec.architectures:
         try:
@@ -302,7 +373,9 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
                 model_table.validate_rows(spec.architectures, "architectures")
             )
         except TableError as err:
-            raise PolicyError(str(err)) from None
+            problems.append(str(err))
+    if problems:
+        raise PolicyError("\n".join(problems))
 
     pool_by_profile: dict[str, tuple[Pool, MigProfile]] = {}
     for pool in pools:
@@ -328,6 +401,8 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
         gpu_memory_utilization=Fraction(str(spec.estimate.gpu_memory_utilization)),
         read_engine_args=spec.read_engine_args,
         architectures=table,
+        quota_mode=spec.quota.mode,
+        quota_shares={**share_table(catalog.models.values()), **share_table(p.model for p in pools)},
     )
 
 
@@ -340,13 +415,17 @@ def parse_policy_yaml(text: str, source: str = "inline") -> Policy:
 
 
 def read_policy_file(path: str) -> tuple[str, Policy]:
-    """The file's text and the policy it compiles to (the text is what was validated)."""
+    """The file's text and the policy it compiles to (the text is what was validated).
+    Errors name the file on every line."""
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as err:
         raise PolicyError(f"(file): cannot read policy {path}: {err.strerror}") from None
-    return text, parse_policy_yaml(text, source=path)
+    try:
+        return text, parse_policy_yaml(text, source=path)
+    except PolicyError as err:
+        raise PolicyError("\n".join(f"{path}: {line}" for line in str(err).splitlines())) from None
 
 
 def load_policy(path: str) -> Policy:

@@ -100,6 +100,11 @@ def terminal_table(data: dict) -> str:
         f"ratio {ratio}; lower bound {data['lower_bound']}; "
         + ("proven optimal" if data["proven_optimal"] else "NOT proven optimal (time limit)")
     )
+    by_decision = data["workloads_by_decision"]
+    lines.append(
+        f"workloads: {sum(by_decision.values())} ({', '.join(f'{k}: {v}' for k, v in by_decision.items())}); "
+        f"pods needing GPUs: {data['pods']}"
+    )
     if data["left_over"]:
         lines.append(f"left over: {len(data['left_over'])} units that do not fit (listed on stderr and in the report)")
     return "\n".join(lines)
