@@ -195,3 +195,44 @@ def test_decide_does_not_modify_the_pod(policy):
     before = copy.deepcopy(pod)
     decide(pod, policy)
     assert pod == before
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "", "truee", "on"])
+def test_skip_accepts_only_true_or_false_and_refuses_the_rest_like_any_annotation(policy, value):
+    decision = decide(gpu_pod({A + "skip": value, A + "model-size": "7b"}), policy)
+    assert decision.action == "deny"
+    assert decision.message.startswith(f"annotation {A}skip=") and '"true" or "false"' in decision.message
+    lenient = with_policy(onInvalidAnnotation="ignore")
+    assert decide(gpu_pod({A + "skip": value, A + "model-size": "7b"}), lenient).action == "unchanged"
+
+
+@pytest.mark.parametrize("value", ["TRUE", " true ", "True"])
+def test_skip_true_in_any_case_skips(policy, value):
+    assert decide(gpu_pod({A + "skip": value, A + "model-size": "7b"}), policy).action == "ignore"
+
+
+def test_a_skip_value_on_a_pod_without_a_gpu_is_nobodys_business(policy):
+    pod = gpu_pod({A + "skip": "maybe"})
+    pod["spec"]["containers"][0]["resources"] = {}
+    assert decide(pod, policy).action == "ignore"
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("context-lenght", "did you mean context-length?"),
+        ("modelsize", "did you mean model-size?"),
+        ("gpu_memory", "did you mean gpu-memory?"),
+        ("zzzz", "known: model-size, precision"),
+    ],
+)
+def test_an_unknown_key_of_ours_is_pointed_out_with_the_closest_known_one(policy, key, hint):
+    decision = decide(gpu_pod({A + "model-size": "7b", A + key: "x"}), policy)
+    assert decision.action == "rewrite"
+    (note,) = [w for w in decision.all_warnings if "is not one of gpu-rightsizer's" in w]
+    assert f'"{A}{key}"' in note and hint in note
+
+
+def test_other_prefixes_and_our_written_keys_are_not_flagged(policy):
+    annotations = {A + "model-size": "7b", A + "assigned-profile": "1g.10gb", "example.com/context-lenght": "x"}
+    assert not any("is not one of" in w for w in decide(gpu_pod(annotations), policy).all_warnings)

@@ -7,12 +7,15 @@ it) and what is accepted.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 # The annotation names (webhook/core/constants.py), re-exported: ``ann.MODEL_SIZE`` reads well.
+from webhook.core.constants import ANNOTATION_KEYS
 from webhook.core.constants import ARCHITECTURE as ARCHITECTURE
 from webhook.core.constants import ASSIGNED_PROFILE as ASSIGNED_PROFILE
 from webhook.core.constants import CONTEXT_LENGTH as CONTEXT_LENGTH
@@ -32,6 +35,7 @@ from webhook.core.constants import SKIP as SKIP
 from webhook.core.constants import WORKLOAD_CLASS as WORKLOAD_CLASS
 from webhook.core.errors import InvalidAnnotation as InvalidAnnotation  # ``ann.InvalidAnnotation``
 from webhook.core.quantity import parse_quantity
+from webhook.core.text import quote_value
 
 # Annotations that say how big the pod's GPU need is; without any of them we cannot size.
 SIZING_ANNOTATIONS = (PROFILE, GPU_MEMORY, MODEL_SIZE, MODEL)
@@ -95,7 +99,30 @@ def parse_memory_bytes(value: str, annotation: str = GPU_MEMORY) -> float:
 
 
 def parse_skip(value: object) -> bool:
-    return isinstance(value, str) and value.strip().lower() == "true"
+    """``skip``: "true" or "false" (any case, spaces around); absent is false. Anything
+    else is refused like every other annotation's bad value, rather than read as false."""
+    if value is None:
+        return False
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text not in ("true", "false"):
+        raise InvalidAnnotation(SKIP, value, '"true" or "false"')
+    return text == "true"
+
+
+def unknown_keys(annotations: Mapping[str, object]) -> list[str]:
+    """A warning for each annotation under gpu-rightsizer.io/ that is not one of ours, with
+    the closest known key (a typo would otherwise be ignored without a word)."""
+    notes = []
+    for key in annotations:
+        if key.startswith(PREFIX) and key not in ANNOTATION_KEYS:
+            close = difflib.get_close_matches(key[len(PREFIX) :], [k[len(PREFIX) :] for k in ANNOTATION_KEYS], n=1)
+            hint = (
+                f"; did you mean {close[0]}?"
+                if close
+                else f"; known: {', '.join(k[len(PREFIX) :] for k in ANNOTATION_KEYS)}"
+            )
+            notes.append(f"annotation {quote_value(key, 80)} is not one of gpu-rightsizer's and is ignored{hint}")
+    return notes
 
 
 # --- inference sizing -----------------------------------------------------------------

@@ -43,3 +43,23 @@ MAX_BATCHED_TOKENS = PREFIX + "max-batched-tokens"
 # Pod annotations the webhook writes.
 ASSIGNED_PROFILE = PREFIX + "assigned-profile"
 DECISION = PREFIX + "decision"
+
+# Every pod annotation of ours; another key under PREFIX is a typo the decision points out.
+ANNOTATION_KEYS = (
+    MODEL_SIZE,
+    PRECISION,
+    GPU_MEMORY,
+    PROFILE,
+    WORKLOAD_CLASS,
+    SKIP,
+    MODEL,
+    CONTEXT_LENGTH,
+    MAX_CONCURRENCY,
+    KV_CACHE_DTYPE,
+    GPU_MEMORY_UTILIZATION,
+    ARCHITECTURE,
+    ENGINE,
+    MAX_BATCHED_TOKENS,
+    ASSIGNED_PROFILE,
+    DECISION,
+)

@@ -246,14 +246,18 @@ def decide(pod: dict[str, Any], policy: Policy) -> Decision:
     """What to do with ``pod`` (a raw Pod dict[str, Any]) under ``policy``. Raises BadObject only
     for a malformed pod; invalid annotations become a deny or warning per the policy."""
     annotations = pod_annotations(pod)
-    if ann.parse_skip(annotations.get(ann.SKIP)):
-        return Decision("ignore")
+    bad_skip: ann.InvalidAnnotation | None = None
+    try:
+        if ann.parse_skip(annotations.get(ann.SKIP)):
+            return Decision("ignore")
+    except ann.InvalidAnnotation as err:
+        bad_skip = err  # refused below like any bad annotation, if the pod asks for a GPU
     containers = gpu_containers(pod)
     if not containers:
         return Decision("ignore")
 
     single = tuple(ref for ref, _, number in containers if number == 1)
-    warnings = tuple(
+    warnings = tuple(ann.unknown_keys(annotations)) + tuple(
         f"{_container_label(ref)} requests {GPU_RESOURCE}: {quote_value(text, 32)}; only "
         "exactly 1 is right-sized (a CUDA process sees one MIG device), so it keeps whole GPUs"
         for ref, text, number in containers
@@ -263,6 +267,8 @@ def decide(pod: dict[str, Any], policy: Policy) -> Decision:
     engine = None
     sizing = annotations
     try:
+        if bad_skip is not None:
+            raise bad_skip
         workload_class = _workload_class(annotations, policy)
         engine = _engine_settings(pod, single, policy)
         if engine is not None:
