@@ -1,0 +1,55 @@
+"""Installing and removing gpu-rightsizer on the real node, as README tells a user to: a copy
+of manifests/, `kustomize edit set image` in the overlay applied, `kubectl apply -k`."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from controlplane import KubectlError
+
+REPO = Path(__file__).resolve().parents[2]
+NS = "gpu-rightsizer-system"
+SHIPPED_IMAGE = "ghcr.io/gpu-rightsizer/gpu-rightsizer"
+GPU_TAINT = "nvidia.com/gpu=present:NoSchedule"
+
+
+def kustomize_binary() -> str:
+    done = subprocess.run([str(REPO / "scripts" / "install-kustomize.sh")], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def install(plane, image: str, overlay: str, workdir: Path) -> tuple[Path, float]:
+    """Apply ``manifests/<overlay>`` (copied under ``workdir``) with the one image override;
+    wait for the certs Job and both replicas. Returns (the overlay applied, seconds taken)."""
+    copy = workdir / "manifests"
+    shutil.copytree(REPO / "manifests", copy)
+    where = copy / overlay
+    edit = subprocess.run(
+        [kustomize_binary(), "edit", "set", "image", f"{SHIPPED_IMAGE}={image}"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert edit.returncode == 0, edit.stderr
+    # The webhook runs on CPU nodes in a real cluster; here, on the one node, untainted.
+    plane.kubectl("taint", "node", "gpu-node-1", "nvidia.com/gpu-", check=False)
+    started = time.monotonic()
+    plane.kubectl("apply", "-k", str(where), timeout=120)
+    try:
+        plane.kubectl(
+            "wait", "-n", NS, "--for=condition=complete", "job/gpu-rightsizer-certs", "--timeout=180s", timeout=200
+        )
+        plane.kubectl("rollout", "status", "-n", NS, "deployment/gpu-rightsizer", "--timeout=240s", timeout=260)
+    except KubectlError:
+        print(plane.kubectl("get", "all,events", "-n", NS, "-o", "wide", check=False).stdout)
+        raise
+    return where, time.monotonic() - started
+
+
+def uninstall(plane, overlay: Path) -> None:
+    plane.kubectl("delete", "-k", str(overlay), "--wait=true", "--ignore-not-found", timeout=240)
