@@ -47,6 +47,12 @@ def used_pods(namespace: str, n: int, profile: str = "1g.10gb") -> list[dict]:
 GPU_QUOTA = {"metadata": {"name": "team-gpus", "namespace": "ml"}, "spec": {"hard": {"requests.nvidia.com/gpu": "1"}}}
 
 
+def test_without_a_view_the_pod_is_told_its_quota_was_not_checked():
+    outcome = admit(review(), PlainAnswers(policy("gpu-equivalent")), quota=None)
+    assert outcome.result == "mutated"
+    assert "GPU quota not checked" in outcome.response["warnings"][-1]
+
+
 def test_off_never_reads_the_view():
     view = build_quota_view([GPU_QUOTA], used_pods("ml", 50))
     plain = admit(review(), PlainAnswers(policy("off")))
@@ -55,7 +61,7 @@ def test_off_never_reads_the_view():
 
 def test_warn_adds_one_warning_and_keeps_the_patch():
     view = build_quota_view([GPU_QUOTA], [])
-    plain = admit(review(), PlainAnswers(policy("warn"))).response
+    plain = admit(review(), PlainAnswers(policy("off"))).response
     warned = admit(review(), PlainAnswers(policy("warn")), quota=view).response
     assert warned["allowed"] and warned["patch"] == plain["patch"]
     assert warned["warnings"][: len(plain["warnings"])] == plain["warnings"]
@@ -66,7 +72,7 @@ def test_warn_adds_one_warning_and_keeps_the_patch():
 
 def test_warn_says_nothing_in_a_namespace_without_a_gpu_quota():
     view = build_quota_view([GPU_QUOTA], [])
-    plain = admit(review("other"), PlainAnswers(policy("warn"))).response
+    plain = admit(review("other"), PlainAnswers(policy("off"))).response
     assert admit(review("other"), PlainAnswers(policy("warn")), quota=view).response == plain
 
 

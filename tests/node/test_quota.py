@@ -71,6 +71,12 @@ def create(plane, obj: dict, dry_run: bool = False):
 
 def test_enforced_up_to_one_gpu_worth_then_refused_with_the_figures(node, quota_installed):
     plane, image = node.plane, node.image.name
+    wait_for(
+        lambda: "counted as 1/2 (0.50) GPU" in create(plane, pod("probe", image), dry_run=True).stderr,
+        60,
+        interval=0.5,
+        message="the webhook's view of the namespace's quota",
+    )
     first = create(plane, pod("half-1", image))
     assert first.returncode == 0, first.stderr
     assert "counted as 1/2 (0.50) GPU against ResourceQuota team-gpus" in first.stderr, first.stderr

@@ -230,8 +230,13 @@ def check_rewrite(
 ) -> QuotaVerdict:
     """The quota verdict on a pod of ``namespace`` rewritten to ``slices`` x ``profile``
     (mixed strategy: the pod now requests nvidia.com/mig-<profile> instead of a GPU)."""
-    if mode == "off" or view is None:
+    if mode == "off":
         return QuotaVerdict()
+    if view is None:
+        return QuotaVerdict(
+            warning="GPU quota not checked: no current view of the namespace's ResourceQuotas and pods "
+            "(the webhook is starting, or cannot reach the API server)"
+        )
     quotas = view.gpu_quotas.get(namespace, ())
     resource = MIG_RESOURCE_PREFIX + profile
     if not quotas or resource in view.mig_capped.get(namespace, frozenset()):
