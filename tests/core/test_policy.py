@@ -196,9 +196,18 @@ def test_unknown_keys_get_the_closest_known_one(mutate, expected):
 
 
 def test_a_policy_files_errors_name_the_file_on_every_line(tmp_path):
+    import subprocess
+    import sys
+
     path = tmp_path / "policy.yaml"
-    path.write_text("pools: [{name: a, gpuModel: V100}]\nonOversize: panic\n")
-    with pytest.raises(PolicyError) as err:
-        load_policy(str(path))
-    lines = str(err.value).splitlines()
-    assert lines and all(line.startswith(f"{path}: ") for line in lines)
+    path.write_text("pools: [{name: a, gpuModel: V100}]\nonOversize: panic\nsurprise: 1\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "webhook.cli", "mutate", "--policy", str(path), "-"],
+        input="{}",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 2, done.stderr
+    assert all(line.startswith(f"gpu-rightsizer: invalid policy: {path}: ") for line in lines)

@@ -6,7 +6,7 @@ import sys
 
 from webhook import settings
 from webhook.core.errors import PolicyError
-from webhook.core.policy import Policy, resolve_policy
+from webhook.core.policy import Policy, policy_path, resolve_policy
 
 
 def add_policy_argument(parser) -> None:
@@ -18,8 +18,12 @@ def add_policy_argument(parser) -> None:
 
 
 def policy_or_exit(path: str | None) -> Policy:
+    """The policy in force, or exit 2 with every problem of it, one per line, each naming
+    the file (the logs of a reload name it in their own `path` field)."""
     try:
         return resolve_policy(path)
     except PolicyError as err:
-        print(f"gpu-rightsizer: invalid policy: {err}", file=sys.stderr)
+        where = policy_path(path) or "built-in policy"
+        for line in str(err).splitlines():
+            print(f"gpu-rightsizer: invalid policy: {where}: {line}", file=sys.stderr)
         raise SystemExit(2) from None

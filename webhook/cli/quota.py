@@ -21,7 +21,6 @@ from webhook.core.constants import PREFIX
 from webhook.core.policy import Policy
 from webhook.core.quota import GPU_QUOTA_KEYS, format_gpus, mig_quota_items, quota_amount
 
-IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 TRANSLATED_FROM = PREFIX + "translated-from"
 
 
@@ -84,11 +83,12 @@ def _read_file(path: str) -> list[dict[str, Any]]:
 
 
 def _read_namespace(namespace: str, kubeconfig: str | None) -> list[dict[str, Any]]:
+    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
     from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
 
     from webhook.planning.live import api_client, list_items
 
-    if kubeconfig is None and not os.path.exists(IN_CLUSTER_TOKEN):
+    if kubeconfig is None and not os.path.exists(SERVICE_TOKEN_FILENAME):
         kubeconfig = os.path.expanduser(KUBE_CONFIG_DEFAULT_LOCATION)
     return list_items(api_client(kubeconfig), "v1", "ResourceQuota", namespace=namespace)
 

@@ -415,17 +415,13 @@ def parse_policy_yaml(text: str, source: str = "inline") -> Policy:
 
 
 def read_policy_file(path: str) -> tuple[str, Policy]:
-    """The file's text and the policy it compiles to (the text is what was validated).
-    Errors name the file on every line."""
+    """The file's text and the policy it compiles to (the text is what was validated)."""
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as err:
         raise PolicyError(f"(file): cannot read policy {path}: {err.strerror}") from None
-    try:
-        return text, parse_policy_yaml(text, source=path)
-    except PolicyError as err:
-        raise PolicyError("\n".join(f"{path}: {line}" for line in str(err).splitlines())) from None
+    return text, parse_policy_yaml(text, source=path)
 
 
 def load_policy(path: str) -> Policy:
@@ -440,7 +436,13 @@ def default_policy() -> Policy:
     return parse_policy_yaml(default_policy_text(), source="built-in")
 
 
+def policy_path(path: str | None) -> str | None:
+    """The policy file in force: --policy PATH, else $GPU_RIGHTSIZER_POLICY, else None (the
+    built-in default)."""
+    return path or settings.policy_path()
+
+
 def resolve_policy(path: str | None) -> Policy:
     """--policy PATH, else $GPU_RIGHTSIZER_POLICY, else the built-in default."""
-    path = path or settings.policy_path()
+    path = policy_path(path)
     return load_policy(path) if path else default_policy()
