@@ -197,7 +197,8 @@ def slice_key(pool: Pool, profile: MigProfile) -> SliceKey:
 
 def matches(labels: Mapping[str, str], requirement: Mapping[str, Any]) -> bool:
     """A NodeSelectorRequirement against a node's labels (the scheduler's semantics)."""
-    key, op, values = requirement["key"], requirement["operator"], requirement.get("values") or ()
+    key, op = requirement["key"], requirement["operator"]
+    values: list[str] = list(requirement.get("values") or ())
     value = labels.get(key)
     if op == "In":
         return value is not None and value in values
