@@ -468,18 +468,15 @@ def prefer_free(
             "not trusted; static choice"
         )
         return CapacityChoice(static.pool, static.profile, note, "stale")
-    candidates = sorted(
-        ((i, pool, p) for i, pool in enumerate(policy.pools) for p in pool.profiles if need.fits(p)),
-        key=lambda c: (c[2].memory_mib, c[2].compute_slices, -c[2].max_instances, c[0]),
-    )
     supply = read.view.supply(policy)
     tolerations = pod_tolerations(pod, policy, workload_class)
     parts: list[str] = []
-    for _, pool, profile in candidates:
-        key = slice_key(pool, profile)
+    for pool, profile, key, groups in _candidates(policy, supply):
+        if not need.fits(profile):
+            continue
         total = free = 0
-        for group in supply.get((pool.name, profile.name), ()):
-            if all(tolerates(tolerations, t) for t in group.taints):
+        for group in groups:
+            if not group.taints or all(tolerates(tolerations, t) for t in group.taints):
                 total += group.total
                 free += group.free
         free = max(0, free - read.view.pending.get(key, 0) - read.reserved.get(key, 0))
@@ -494,6 +491,30 @@ def prefer_free(
         )
     note = f"{full}; nothing free -> static choice {_resource(static.pool, static.profile)} (waits for a slice)"
     return CapacityChoice(static.pool, static.profile, note, "full")
+
+
+_ORDER: dict[
+    int, tuple[Policy, Mapping[Any, Any], list[tuple[Pool, MigProfile, SliceKey, tuple[SliceGroup, ...]]]]
+] = {}
+
+
+def _candidates(
+    policy: Policy, supply: Mapping[tuple[str, str], tuple[SliceGroup, ...]]
+) -> list[tuple[Pool, MigProfile, SliceKey, tuple[SliceGroup, ...]]]:
+    """Every (pool, profile) smallest first (select_profile's order, then pool order), with
+    its slice key and groups: computed once per (policy, view), not per admission."""
+    cached = _ORDER.get(id(supply))
+    if cached is not None and cached[0] is policy and cached[1] is supply:
+        return cached[2]
+    ranked = sorted(
+        ((i, pool, p) for i, pool in enumerate(policy.pools) for p in pool.profiles),
+        key=lambda c: (c[2].memory_mib, c[2].compute_slices, -c[2].max_instances, c[0]),
+    )
+    order = [(pool, p, slice_key(pool, p), supply.get((pool.name, p.name), ())) for _, pool, p in ranked]
+    if len(_ORDER) > 8:
+        _ORDER.clear()
+    _ORDER[id(supply)] = (policy, supply, order)
+    return order
 
 
 def _joined(parts: list[str]) -> str:
