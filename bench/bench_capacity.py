@@ -135,11 +135,19 @@ def main() -> None:
     read = CapacityRead(view, view.observed_at + 1.0)
     static = median_us(lambda: decide(p, policy))
     with_view = median_us(lambda: decide(p, policy, read))
-    print(f"conditions: {NODES} GPU nodes ({sum(LAYOUT.values())} slices each), {PODS} GPU pods, default policy + capacity.mode prefer-free")
-    print(f"decide, typical pod: static {static:.1f} us, with view {with_view:.1f} us: +{with_view - static:.1f} us (limit 10 us)")
-    print(f"watcher (tally + published view) memory: {held / 2**20:.1f} MiB (limit 64 MiB); synced through the fake source in {synced:.1f} s")
+    print(
+        f"conditions: {NODES} GPU nodes ({sum(LAYOUT.values())} slices each), {PODS} GPU pods, default policy + capacity.mode prefer-free"
+    )
+    print(
+        f"decide, typical pod: static {static:.1f} us, with view {with_view:.1f} us: +{with_view - static:.1f} us (limit 10 us)"
+    )
+    print(
+        f"watcher (tally + published view) memory: {held / 2**20:.1f} MiB (limit 64 MiB); synced through the fake source in {synced:.1f} s"
+    )
     print(f"one new view (snapshot + supply for the policy): {rebuild * 1000:.0f} ms")
-    print(f"ratios: added decide time {((with_view - static) / 10):.2f} of the limit; memory {held / (64 * 2**20):.2f} of the limit")
+    print(
+        f"ratios: added decide time {((with_view - static) / 10):.2f} of the limit; memory {held / (64 * 2**20):.2f} of the limit"
+    )
 
 
 if __name__ == "__main__":

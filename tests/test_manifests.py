@@ -233,7 +233,7 @@ def test_deployment_runs_the_shipped_thread_count(rendered):
 def test_deployment_drains_before_it_stops_serving(rendered):
     """A replica keeps serving while endpoints forget it (preStop), and then finishes its
     admissions (graceful_timeout) within the grace period: no refused create on a rollout."""
-    from webhook import gunicorn_conf
+    from webhook.serving import gunicorn_conf
 
     pod = one(rendered["base"], "Deployment", "gpu-rightsizer")["spec"]["template"]["spec"]
     pre_stop = pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
