@@ -32,7 +32,15 @@ MANIFESTS = ROOT / "manifests"
 KUBE_VERSION = "1.36.0"
 NAMESPACE = "gpu-rightsizer-system"
 CERT_MANAGER_KINDS = {"Issuer", "Certificate"}
-KUSTOMIZATIONS = ["base", "overlays/self-signed", "overlays/cert-manager", "optional/planner"]
+KUSTOMIZATIONS = [
+    "base",
+    "overlays/self-signed",
+    "overlays/cert-manager",
+    "optional/planner",
+    # the optional/capacity and optional/quota Components, on the self-signed install
+    "overlays/self-signed-capacity",
+    "overlays/self-signed-quota",
+]
 
 
 def _script(name: str) -> str:
@@ -133,6 +141,45 @@ def test_the_planners_role_only_reads_what_plan_in_cluster_lists(rendered):
     ]
     (binding,) = [o for o in rendered["optional/planner"] if o["kind"] == "ClusterRoleBinding"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-rightsizer-planner", "namespace": NAMESPACE}]
+
+
+def test_the_capacity_component_reads_nodes_and_pods_and_turns_the_mode_on(rendered):
+    objs = rendered["overlays/self-signed-capacity"]
+    role = one(objs, "ClusterRole", "gpu-rightsizer-capacity")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["list", "watch"]}]
+    binding = one(objs, "ClusterRoleBinding", "gpu-rightsizer-capacity")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-rightsizer", "namespace": NAMESPACE}]
+    dep = one(objs, "Deployment", "gpu-rightsizer")
+    assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "gpu-rightsizer"
+    text = one(objs, "ConfigMap", "gpu-rightsizer-policy")["data"]["policy.yaml"]
+    policy = parse_policy_yaml(text)
+    assert policy.capacity.mode == "prefer-free" and policy.capacity.max_staleness == 30
+    # the rest of the policy is the base's
+    assert text.startswith(default_policy_text())
+    rest = {o["kind"] + "/" + o["metadata"]["name"] for o in objs} - {
+        "ClusterRole/gpu-rightsizer-capacity",
+        "ClusterRoleBinding/gpu-rightsizer-capacity",
+    }
+    assert rest == {o["kind"] + "/" + o["metadata"]["name"] for o in rendered["overlays/self-signed"]}
+
+
+def test_the_quota_component_reads_quotas_and_pods_and_turns_enforcement_on(rendered):
+    objs = rendered["overlays/self-signed-quota"]
+    role = one(objs, "ClusterRole", "gpu-rightsizer-quota")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["resourcequotas", "pods"], "verbs": ["list", "watch"]}]
+    binding = one(objs, "ClusterRoleBinding", "gpu-rightsizer-quota")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gpu-rightsizer", "namespace": NAMESPACE}]
+    dep = one(objs, "Deployment", "gpu-rightsizer")
+    assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    text = one(objs, "ConfigMap", "gpu-rightsizer-policy")["data"]["policy.yaml"]
+    assert parse_policy_yaml(text).quota_mode == "gpu-equivalent"
+    assert text.startswith(default_policy_text())  # the rest of the policy is the base's
+    rest = {o["kind"] + "/" + o["metadata"]["name"] for o in objs} - {
+        "ClusterRole/gpu-rightsizer-quota",
+        "ClusterRoleBinding/gpu-rightsizer-quota",
+    }
+    assert rest == {o["kind"] + "/" + o["metadata"]["name"] for o in rendered["overlays/self-signed"]}
 
 
 # --- policy and PriorityClasses -----------------------------------------------------
@@ -496,7 +543,13 @@ def test_self_signed_job_installs_what_the_rest_uses(rendered):
 # --- one image override reaches every container ---------------------------------------
 
 SHIPPED_IMAGE = "ghcr.io/gpu-rightsizer/gpu-rightsizer"
-INSTALLABLE = ["base", "overlays/self-signed", "overlays/cert-manager"]
+INSTALLABLE = [
+    "base",
+    "overlays/self-signed",
+    "overlays/cert-manager",
+    "overlays/self-signed-capacity",
+    "overlays/self-signed-quota",
+]
 
 
 def container_images(objects: list[dict]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from webhook.admission import review as rv
+from webhook.core.capacity import CapacityRead
 from webhook.core.decision import Decision, decide
 from webhook.core.errors import BadObject
 from webhook.core.mutation import mutate_pod
@@ -32,19 +33,21 @@ class Answer:
     response_fields: dict[str, Any]  # the AdmissionResponse without "uid" (review.with_uid adds it)
 
 
-def pod_patch(pod: dict[str, Any], policy: Policy) -> tuple[Decision, list[dict[str, Any]]]:
+def pod_patch(
+    pod: dict[str, Any], policy: Policy, capacity: CapacityRead | None = None
+) -> tuple[Decision, list[dict[str, Any]]]:
     """The decision for ``pod`` and the JSON Patch that applies it (empty when nothing
     changes, so a second pass over a mutated pod yields no patch)."""
-    decision = decide(pod, policy)
+    decision = decide(pod, policy, capacity)
     return decision, diff(pod, mutate_pod(pod, decision, policy))
 
 
-def answer_pod(pod: object, policy: Policy) -> Answer:
+def answer_pod(pod: object, policy: Policy, capacity: CapacityRead | None = None) -> Answer:
     """The answer to creating ``pod`` (request.object, whatever JSON it is)."""
     if not isinstance(pod, dict):
         return Answer("denied", None, (), rv.denied_fields("request.object must be a Pod object"))
     try:
-        decision, patch = pod_patch(pod, policy)
+        decision, patch = pod_patch(pod, policy, capacity)
     except BadObject as err:
         return Answer("denied", None, (), rv.denied_fields(f"the pod is malformed: {err}"))
     if decision.action == "deny":

@@ -27,3 +27,55 @@ def policy_or_exit(path: str | None) -> Policy:
         for line in str(err).splitlines():
             print(f"gpu-rightsizer: invalid policy: {where}: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def add_capacity_arguments(parser, kubeconfig: bool = True) -> None:
+    parser.add_argument(
+        "--capacity-snapshot",
+        metavar="FILE",
+        help="nodes and pods (JSON/YAML, e.g. `kubectl get nodes,pods -A -o json`) to choose by free slices as the webhook would with capacity.mode on",
+    )
+    if kubeconfig:
+        parser.add_argument("--kubeconfig", metavar="K", help="read the capacity snapshot from this cluster")
+
+
+def capacity_view_or_exit(snapshot: str | None, kubeconfig: str | None):
+    """The CapacityView of --capacity-snapshot or --kubeconfig (now), or None."""
+    import json
+    import time
+
+    import yaml
+
+    from webhook.core.capacity import build_view, split_objects
+
+    if not snapshot and not kubeconfig:
+        return None
+    try:
+        if snapshot:
+            with open(snapshot, encoding="utf-8") as fh:
+                text = fh.read()
+            docs = [json.loads(text)] if text.lstrip().startswith(("{", "[")) else list(yaml.safe_load_all(text))
+            docs = [d for doc in docs for d in (doc if isinstance(doc, list) else [doc])]
+            nodes, pods = split_objects(docs)
+        else:
+            from webhook.planning.live import api_client, list_items
+
+            api = api_client(kubeconfig)
+            try:
+                nodes = list_items(api, "v1", "Node")
+                pods = [
+                    p
+                    for p in list_items(api, "v1", "Pod")
+                    if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+                ]
+            finally:
+                api.close()
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        print(f"gpu-rightsizer: cannot read the capacity snapshot: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as err:  # noqa: BLE001 - the kubernetes client's many errors: name them
+        if not type(err).__module__.startswith(("kubernetes", "urllib3")):
+            raise
+        print(f"gpu-rightsizer: cannot read the cluster: {type(err).__name__}: {str(err)[:300]}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return build_view(nodes, pods, time.time())

@@ -16,7 +16,8 @@ import sys
 import yaml
 
 from webhook.admission.answer import pod_patch
-from webhook.cli.common import add_policy_argument, policy_or_exit
+from webhook.admission.capacity_answers import CapacityAnswers
+from webhook.cli.common import add_capacity_arguments, add_policy_argument, capacity_view_or_exit, policy_or_exit
 from webhook.core.errors import BadObject, UnsupportedObject
 from webhook.core.mutation import mutate_pod
 from webhook.core.patch import escape_pointer_token
@@ -28,6 +29,7 @@ def add_arguments(parser) -> None:
     add_policy_argument(parser)
     parser.add_argument("--patch", action="store_true", help="print the JSON Patch instead of the object")
     parser.add_argument("-o", "--output", choices=("yaml", "json"), help="output format (default: as the input)")
+    add_capacity_arguments(parser)
 
 
 def read_documents(path: str) -> tuple[list, str]:
@@ -51,6 +53,12 @@ def read_documents(path: str) -> tuple[list, str]:
 
 def run(args) -> int:
     policy = policy_or_exit(args.policy)
+    view = capacity_view_or_exit(args.capacity_snapshot, args.kubeconfig)
+    if view is not None and not policy.capacity.enabled:
+        print("gpu-rightsizer: the policy's capacity.mode is off: the snapshot is not used", file=sys.stderr)
+    # One source for all documents, as one webhook worker: each rewrite holds its slice
+    # for the next document (a Deployment's replicas are not expanded).
+    answers = CapacityAnswers(policy, lambda: view, clock=lambda: view.observed_at) if view is not None else None
     try:
         docs, fmt = read_documents(args.file)
     except (OSError, ValueError, yaml.YAMLError) as err:
@@ -68,7 +76,13 @@ def run(args) -> int:
             passed_through += 1
             continue
         try:
-            decision, patch = pod_patch(pod, policy)
+            if answers is not None:
+                answer = answers.answer(pod, 0)[0]
+                if answer.decision is None:
+                    raise BadObject("pod", answer.response_fields.get("status", {}).get("message", "malformed"))
+                decision, patch = answer.decision, list(answer.patch)
+            else:
+                decision, patch = pod_patch(pod, policy)
         except BadObject as err:
             print(f"gpu-rightsizer: {err}", file=sys.stderr)
             malformed = True

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from webhook.cli.common import add_policy_argument, policy_or_exit
+from webhook.cli.common import add_capacity_arguments, add_policy_argument, capacity_view_or_exit, policy_or_exit
+from webhook.core.capacity import profile_use
 from webhook.core.constants import MIG_CONFIG_LABEL
 from webhook.planning import live as live_labels
 from webhook.planning import migparted
@@ -60,6 +61,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--report", metavar="DIR", help="write report.md, report.json, PNG charts and the mig-parted config here"
     )
+    add_capacity_arguments(parser, kubeconfig=False)
     parser.add_argument(
         "--config-out", metavar="FILE", help="write the mig-parted config here (default: printed after the table)"
     )
@@ -72,6 +74,12 @@ def _fail(message: str) -> int:
 
 def run(args) -> int:
     policy = policy_or_exit(args.policy)
+    if args.capacity_snapshot or (args.kubeconfig and not args.paths):
+        _stranded(
+            policy, capacity_view_or_exit(args.capacity_snapshot, None if args.capacity_snapshot else args.kubeconfig)
+        )
+        if args.capacity_snapshot and not args.paths and not args.kubeconfig and not args.in_cluster:
+            return 0
     live_mode = bool(args.kubeconfig or args.in_cluster)
     if not args.paths and not live_mode:
         return _fail("plan needs manifests (FILE_OR_DIR...) or a cluster (--kubeconfig K / --in-cluster)")
@@ -188,3 +196,15 @@ def build_config(plan: FleetPlan) -> tuple[dict, list[str]]:
         if gpus[0].label != name:
             labels.append(f"kubectl label node {node} {MIG_CONFIG_LABEL}={name} --overwrite")
     return migparted.document(configs), labels
+
+
+def _stranded(policy, view) -> None:
+    """Free, waiting and stranded slices per pool and profile, now."""
+    print(f"{'pool':<16} {'profile':<12} {'slices':>7} {'free':>6} {'waiting':>8} {'stranded':>9}")
+    for row in profile_use(view, policy):
+        if row.total or row.waiting:
+            print(f"{row.pool:<16} {row.profile:<12} {row.total:>7} {row.free:>6} {row.waiting:>8} {row.stranded:>9}")
+    print(
+        "stranded: free slices of a profile while pods that would fit them wait Pending on a smaller one "
+        "(capacity.mode prefer-free would route them there)"
+    )

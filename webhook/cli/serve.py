@@ -38,11 +38,17 @@ def add_arguments(parser) -> None:
         help=f"gunicorn worker processes (default: ${settings.WORKERS}, else {gunicorn_conf.workers})",
     )
     parser.add_argument("--threads", type=int, default=gunicorn_conf.threads, help="threads per worker")
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="K",
+        help="with capacity.mode on: watch nodes and pods through this kubeconfig (default: in-cluster config)",
+    )
 
 
 class WebhookServer(BaseApplication):
-    def __init__(self, options: dict, policy_path: str | None, startup_policy: Policy):
+    def __init__(self, options: dict, policy_path: str | None, startup_policy: Policy, kubeconfig: str | None = None):
         self.options = options
+        self.kubeconfig = kubeconfig
         self.policy_path = policy_path
         # Validated by the master before forking: the fallback for a worker (re)started
         # while the policy file is invalid, so a bad edit never stops a worker booting.
@@ -60,18 +66,21 @@ class WebhookServer(BaseApplication):
         # Runs in each worker after the fork: its own policy holder and reload thread.
         # The TLS context was built by the master and is inherited (webhook/serving/tls.py).
         from webhook.serving.app import create_app
+        from webhook.serving.cluster_watch import CapacityFeed
         from webhook.serving.holder import PolicyHolder
         from webhook.serving.policy_reload import PolicyReloader
         from webhook.serving.reload import Watcher
         from webhook.serving.tls import TLS
 
         checks = [TLS.check]
+        # The watcher starts with the first policy that turns capacity.mode on (docs/capacity.md).
+        capacity = CapacityFeed(self.kubeconfig)
         if self.policy_path:
-            reloader = PolicyReloader.start(self.policy_path, self.startup_policy)
+            reloader = PolicyReloader.start(self.policy_path, self.startup_policy, capacity)
             holder = reloader.holder
             checks.insert(0, reloader.check)
         else:
-            holder = PolicyHolder(None, self.startup_policy)
+            holder = PolicyHolder(None, self.startup_policy, capacity)
         Watcher(checks).start()
         app = create_app(holder, TLS.not_after)
         logging.getLogger(LOGGER).info("worker ready", extra={"fields": {"policy": holder.policy.source}})
@@ -138,5 +147,5 @@ def run(args) -> int:
         "certfile": cert,
         "keyfile": key,
     }
-    WebhookServer(options, policy_path, startup_policy).run()
+    WebhookServer(options, policy_path, startup_policy, args.kubeconfig).run()
     return 0

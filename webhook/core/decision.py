@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from webhook.core import annotations as ann
 from webhook.core import engine_args, inference
+from webhook.core.capacity import CapacityChoice, CapacityRead, prefer_free
 from webhook.core.catalog import MigProfile
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
 from webhook.core.errors import BadObject
@@ -53,6 +54,8 @@ class Decision:
     workload_class: WorkloadClass | None = None
     containers: tuple[ContainerRef, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    # How a capacity view chose (webhook/core/capacity.py): free | full | stale | no-view; "" when none was read.
+    capacity: str = ""
 
     @property
     def all_warnings(self) -> tuple[str, ...]:
@@ -242,9 +245,11 @@ def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, r
     return f"{target} on pool {pool.name} ({pool.model.key}) for {names}: {why}"
 
 
-def decide(pod: dict[str, Any], policy: Policy) -> Decision:
-    """What to do with ``pod`` (a raw Pod dict[str, Any]) under ``policy``. Raises BadObject only
-    for a malformed pod; invalid annotations become a deny or warning per the policy."""
+def decide(pod: dict[str, Any], policy: Policy, capacity: CapacityRead | None = None) -> Decision:
+    """What to do with ``pod`` (a raw Pod dict) under ``policy``. Raises BadObject only
+    for a malformed pod; invalid annotations become a deny or warning per the policy.
+    With ``capacity`` and the policy's capacity mode on, a sized pod gets the smallest
+    fitting profile with a free slice now (webhook/core/capacity.py)."""
     annotations = pod_annotations(pod)
     bad_skip: ann.InvalidAnnotation | None = None
     try:
@@ -299,6 +304,7 @@ def decide(pod: dict[str, Any], policy: Policy) -> Decision:
     if not single:
         return Decision("unchanged", message="", warnings=warnings)
 
+    noted: CapacityChoice | None = None  # the capacity view's choice, when one was read
     if explicit is not None:
         pool, profile = explicit
         sized_by = None  # the profile annotation decides; the message says so
@@ -323,9 +329,18 @@ def decide(pod: dict[str, Any], policy: Policy) -> Decision:
                 warnings=_beyond_whole_gpu(need, policy) + warnings,
             )
         pool, profile, sized_by = choice.pool, choice.profile, need
+        if capacity is not None and policy.capacity.enabled:
+            picked = prefer_free(need, policy, capacity, pod, workload_class, choice)
+            if picked.deny:
+                return Decision("deny", message=picked.note, need=need, capacity=picked.result)
+            pool, profile, noted = picked.pool, picked.profile, picked
+    message = _rewrite_message(pool, profile, sized_by, single)
     return Decision(
         "rewrite",
-        message=_engine_note(_rewrite_message(pool, profile, sized_by, single), engine if explicit is None else None),
+        message=_engine_note(
+            f"{message}; capacity: {noted.note}" if noted else message, engine if explicit is None else None
+        ),
+        capacity=noted.result if noted else "",
         pool=pool,
         profile=profile,
         need=need,

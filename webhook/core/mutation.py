@@ -12,10 +12,10 @@ from typing import Any, cast
 
 from webhook.core import annotations as ann
 from webhook.core.catalog import MigProfile
-from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
+from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX
 from webhook.core.decision import ContainerRef, Decision
 from webhook.core.errors import BadObject
-from webhook.core.policy import Policy, Pool, WorkloadClass
+from webhook.core.policy import Policy, Pool, WorkloadClass, profile_node_requirements
 
 
 def _checked(value: object, kind: type, path: str) -> Any:
@@ -153,16 +153,7 @@ def _with_containers(spec: dict[str, Any], refs: tuple[ContainerRef, ...], new_k
 def node_requirements(decision: Decision, policy: Policy) -> list[dict[str, Any]]:
     # Only a rewrite asks for node requirements, and a rewrite names its pool and profile.
     pool, profile = cast(Pool, decision.pool), cast(MigProfile, decision.profile)
-    required = [dict(r) for r in policy.node_affinity]
-    if pool.strategy == "single":
-        # GFD rewrites the product label on single-strategy nodes to <product>-MIG-<profile>,
-        # so the pool's plain product selector would match no MIG node: the profile-pinned
-        # value replaces it rather than being AND-ed beside it.
-        required += [{"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector if k != PRODUCT_LABEL]
-        required.append({"key": PRODUCT_LABEL, "operator": "In", "values": [pool.mig_product(profile)]})
-    else:
-        required += [{"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector]
-    return required
+    return profile_node_requirements(policy, pool, profile)
 
 
 def _annotate(metadata: dict[str, Any], decision: Decision) -> dict[str, Any]:

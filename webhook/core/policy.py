@@ -91,22 +91,36 @@ class WorkloadClassSpec(_Spec):
     tolerations: list[TolerationSpec] = []
 
 
+def _bare_off(cls: type, value: object) -> object:
+    """A `mode: off` as YAML 1.1 (PyYAML) reads it: false."""
+    return "off" if value is False else value
+
+
 class QuotaSpec(_Spec):
     # docs/quotas.md: off (no quota is read), warn (say when a rewrite escapes the
     # namespace's nvidia.com/gpu quota), gpu-equivalent (enforce that quota, counting each
     # MIG slice as its share of a GPU). warn and gpu-equivalent need the webhook to read
     # ResourceQuotas and pods (manifests/optional/quota).
     mode: QuotaMode = "off"
+    _yaml_off = field_validator("mode", mode="before")(_bare_off)
 
-    @field_validator("mode", mode="before")
-    @classmethod
-    def _yaml_off(cls, value: object) -> object:
-        # YAML 1.1 (PyYAML) reads a bare `off` as false.
-        return "off" if value is False else value
+
+class CapacitySpec(_Spec):
+    # docs/capacity.md: off = the static choice; prefer-free = the smallest fitting profile
+    # with a free slice now, read from a watch of nodes and pods (needs the RBAC of
+    # manifests/optional/capacity).
+    mode: Literal["off", "prefer-free"] = "off"
+    _yaml_off = field_validator("mode", mode="before")(_bare_off)
+
+    # Nothing that fits is free: keep the static choice (the pod waits), or refuse the pod.
+    when_full: Literal["static", "deny"] = "static"
+    # A view older than this (no successful watch event or relist) is not trusted.
+    max_staleness: str = Field(default="30s", pattern=r"^[0-9]{1,5}(s|m)$")
 
 
 class PolicySpec(_Spec):
     pools: list[PoolSpec] = Field(min_length=1)
+    capacity: CapacitySpec = CapacitySpec()
     estimate: EstimateSpec = EstimateSpec()
     on_oversize: Literal["whole-gpu", "deny"] = "whole-gpu"
     on_invalid_annotation: Literal["deny", "ignore"] = "deny"
@@ -145,6 +159,17 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class CapacitySettings:
+    mode: str = "off"  # "off" | "prefer-free"
+    when_full: str = "static"  # "static" | "deny"
+    max_staleness: float = 30.0  # seconds
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
+@dataclass(frozen=True)
 class WorkloadClass:
     name: str
     priority_class_name: str | None
@@ -180,6 +205,7 @@ class Policy:
     # MIG profile -> its share of a GPU (webhook/core/quota.py), from the pools' models, and
     # from the whole catalog for profiles no pool offers (pods may ask for them by name).
     quota_shares: Mapping[str, Fraction] = field(default_factory=dict, repr=False)
+    capacity: CapacitySettings = CapacitySettings()
 
 
 def _requirement_dict(spec: NodeSelectorRequirementSpec) -> dict[str, Any]:
@@ -210,6 +236,28 @@ def _check_requirement(path: str, req: NodeSelectorRequirementSpec) -> None:
         raise PolicyError(f"{path}.values: operator {req.operator} takes no values")
     if req.operator in ("Gt", "Lt") and (len(req.values) != 1 or not req.values[0].lstrip("-").isdigit()):
         raise PolicyError(f"{path}.values: operator {req.operator} needs exactly one integer value")
+
+
+def _seconds(path: str, text: str) -> float:
+    seconds = int(text[:-1]) * (60 if text.endswith("m") else 1)
+    if not 1 <= seconds <= 3600:
+        raise PolicyError(f"{path}: {text!r} is out of range; accepted: 1s to 60m (e.g. 30s, 2m)")
+    return float(seconds)
+
+
+def profile_node_requirements(policy: Policy, pool: Pool, profile: MigProfile) -> list[dict[str, Any]]:
+    """The required node expressions a pod rewritten to ``profile`` of ``pool`` gets (the
+    mutation ANDs them into its affinity; the capacity view matches nodes with them)."""
+    required = [dict(r) for r in policy.node_affinity]
+    if pool.strategy == "single":
+        # GFD rewrites the product label on single-strategy nodes to <product>-MIG-<profile>,
+        # so the pool's plain product selector would match no MIG node: the profile-pinned
+        # value replaces it rather than being AND-ed beside it.
+        required += [{"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector if k != PRODUCT_LABEL]
+        required.append({"key": PRODUCT_LABEL, "operator": "In", "values": [pool.mig_product(profile)]})
+    else:
+        required += [{"key": k, "operator": "In", "values": [v]} for k, v in pool.node_selector]
+    return required
 
 
 def _check_toleration(path: str, tol: TolerationSpec) -> None:
@@ -403,6 +451,11 @@ def compile_policy(data: object, source: str = "inline", catalog: Catalog | None
         architectures=table,
         quota_mode=spec.quota.mode,
         quota_shares={**share_table(catalog.models.values()), **share_table(p.model for p in pools)},
+        capacity=CapacitySettings(
+            mode=spec.capacity.mode,
+            when_full=spec.capacity.when_full,
+            max_staleness=_seconds("capacity.maxStaleness", spec.capacity.max_staleness),
+        ),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from webhook.core import annotations as ann
+from webhook.core.capacity import MIG_RESOURCE
 from webhook.core.catalog import GpuModel, builtin_catalog
 from webhook.core.constants import (
     COUNT_LABEL,
@@ -30,7 +31,6 @@ from webhook.planning.geometry import WHOLE_LAYOUT, Layout, realise
 from webhook.planning.migparted import PREFIX
 from webhook.planning.solver import LiveGpu
 
-MIG_RESOURCE = re.compile("^" + re.escape(MIG_RESOURCE_PREFIX) + "(.+)$")
 ACTIVE_PHASES = ("Pending", "Running", None)
 
 

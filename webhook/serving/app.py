@@ -93,7 +93,8 @@ def create_app(
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
-        body, content_type = metrics.render(cert_not_after)
+        capacity = holder.capacity
+        body, content_type = metrics.render(cert_not_after, capacity.age if capacity is not None else lambda: None)
         return Response(body, status=200, content_type=content_type)
 
     @app.get("/healthz")

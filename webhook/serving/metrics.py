@@ -63,6 +63,20 @@ POLICY_RELOADS = Counter(
     "Policy file changes seen on disk, by result (success: now in force; failure: invalid, the previous policy stays).",
     ["result"],
 )
+CAPACITY_DECISIONS = Counter(
+    "gpu_rightsizer_capacity_decisions_total",
+    "Sized pods decided with capacity.mode on, by how the capacity view chose: free (a fitting "
+    "slice was free), full (none was: the static choice, or a denial by capacity.whenFull), stale "
+    "(the view was older than capacity.maxStaleness: static choice), no-view (the watch has not "
+    "synced yet: static choice).",
+    ["result"],
+)
+CAPACITY_WATCH = Counter(
+    "gpu_rightsizer_capacity_watch_total",
+    "The capacity watcher's lists and watch ends, by kind (nodes, pods) and result (list, "
+    "expired: the resourceVersion was too old, relisted; error: retried with backoff).",
+    ["kind", "result"],
+)
 CERT_RELOADS = Counter(
     "gpu_rightsizer_certificate_reloads_total",
     "Serving certificate changes seen on disk, by result.",
@@ -187,15 +201,39 @@ class _CertificateExpiry:
         yield stamp
 
 
-def render(cert_not_after: Callable[[], dt.datetime | None] = lambda: None) -> tuple[bytes, str]:
+class _CapacityAge:
+    """Collector: the age of the capacity view of the worker that answers the scrape."""
+
+    def __init__(self, age: Callable[[], float | None]):
+        self._age = age
+
+    def collect(self):
+        age = self._age()
+        if age is None:
+            return
+        gauge = GaugeMetricFamily(
+            "gpu_rightsizer_capacity_view_age_seconds",
+            "Seconds since the capacity view's last successful list, watch event or bookmark "
+            "(+Inf before the first sync); above capacity.maxStaleness decisions are static.",
+        )
+        gauge.add_metric([], age)
+        yield gauge
+
+
+def render(
+    cert_not_after: Callable[[], dt.datetime | None] = lambda: None,
+    capacity_age: Callable[[], float | None] = lambda: None,
+) -> tuple[bytes, str]:
     """The /metrics body and content type."""
     flush()
     if settings.metrics_dir():
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         registry.register(_CertificateExpiry(cert_not_after))
+        registry.register(_CapacityAge(capacity_age))
         return generate_latest(registry), CONTENT_TYPE_LATEST
     body = generate_latest(REGISTRY)
     extra = CollectorRegistry()
     extra.register(_CertificateExpiry(cert_not_after))
+    extra.register(_CapacityAge(capacity_age))
     return body + generate_latest(extra), CONTENT_TYPE_LATEST

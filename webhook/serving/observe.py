@@ -38,6 +38,8 @@ def record_admission(review: dict, outcome: Outcome | None, seconds: float) -> N
         pool = decision.pool.name if rightsized and decision.pool else None
         profile = decision.assigned_profile if rightsized else None
     memo: MemoResult = outcome.memo if outcome else ""
+    if outcome is not None and outcome.decision is not None and outcome.decision.capacity:
+        metrics.CAPACITY_DECISIONS.labels(outcome.decision.capacity).inc()
     metrics.observe_admission(result, action, seconds, pool, profile, memo)
     if log.isEnabledFor(logging.INFO):
         info_line("admission", admission_fields(review, result, action, message, seconds, pool, profile, memo))

@@ -59,7 +59,7 @@ class PolicyReloader:
         self._failed: Signature | None = None
 
     @classmethod
-    def start(cls, path: str, fallback: Policy) -> PolicyReloader:
+    def start(cls, path: str, fallback: Policy, capacity=None) -> PolicyReloader:
         """A holder with the policy file as it is now, or else the last policy known good:
         the one a worker of this server last loaded, or ``fallback`` (validated by the
         master at start). The failure is counted and logged like a failed reload."""
@@ -68,7 +68,7 @@ class PolicyReloader:
             text, policy = read_policy_file(path)
         except PolicyError as err:
             known_good = last_good_policy(path)
-            reloader = cls(PolicyHolder(path, known_good or fallback), path)
+            reloader = cls(PolicyHolder(path, known_good or fallback, capacity), path)
             reloader._loaded, reloader._failed = None, sig
             metrics.POLICY_RELOADS.labels("failure").inc()
             using = "the last policy a worker loaded" if known_good else "the policy validated at server start"
@@ -78,7 +78,7 @@ class PolicyReloader:
             )
             return reloader
         remember_good_policy(text)
-        return cls(PolicyHolder(path, policy), path)
+        return cls(PolicyHolder(path, policy, capacity), path)
 
     def check(self) -> None:
         sig = file_signature(self.path)

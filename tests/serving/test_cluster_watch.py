@@ -1,0 +1,105 @@
+"""The capacity watcher (webhook/serving/cluster_watch.py) against a fake watch source:
+list then events, bookmarks, 410 relists, an unreachable server, and the answers it feeds."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import yaml
+
+from tests.core.test_capacity import LAYOUT, gpu_pod, held, node
+from webhook.admission.capacity_answers import CapacityAnswers
+from webhook.core.policy import compile_policy, default_policy_text
+from webhook.serving.cluster_watch import ClusterWatch, Expired
+
+data = yaml.safe_load(default_policy_text())
+data["capacity"] = {"mode": "prefer-free", "maxStaleness": "3s"}
+POLICY = compile_policy(data)
+
+
+class FakeSource:
+    def __init__(self, nodes, pods):
+        self.items = {"nodes": nodes, "pods": pods}
+        self.events = {"nodes": queue.Queue(), "pods": queue.Queue()}
+        self.lists = {"nodes": 0, "pods": 0}
+        self.down = False
+
+    def list(self, kind):
+        if self.down:
+            raise ConnectionRefusedError("API server unreachable")
+        self.lists[kind] += 1
+        return list(self.items[kind]), "1"
+
+    def watch(self, kind, rv, timeout_seconds):
+        if self.down:
+            raise ConnectionRefusedError("API server unreachable")
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline and not self.down:
+            try:
+                event = self.events[kind].get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if event == "expire":
+                raise Expired("410")
+            yield event
+
+
+def wait(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    raise AssertionError("condition not met")
+
+
+def test_view_follows_events_and_answers_use_it():
+    source = FakeSource([node(alloc=LAYOUT)], [held("a", "nvidia.com/mig-1g.10gb", "n1")])
+    watch = ClusterWatch(source, lambda: POLICY, max_staleness=3.0, debounce=0.01).start()
+    try:
+        wait(lambda: watch.view is not None and watch.view.pods == 1)
+        answers = CapacityAnswers(POLICY, lambda: watch.view)
+        first = answers.answer(gpu_pod(), 0)[0].decision
+        assert first.profile.name == "1g.10gb" and first.capacity == "free"
+        # the second pod sees the first one reserved before the view shows it
+        second = answers.answer({**gpu_pod(), "metadata": {**gpu_pod()["metadata"], "name": "q"}}, 0)[0].decision
+        assert second.profile.name == "2g.20gb"
+        source.events["pods"].put(
+            {"type": "ADDED", "object": held("p", "nvidia.com/mig-1g.10gb", "n1", assigned="1g.10gb")}
+        )
+        source.events["pods"].put({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}})
+        wait(lambda: watch.view.pods == 2)
+        source.events["nodes"].put({"type": "DELETED", "object": node()})
+        wait(lambda: watch.view.nodes == ())
+        source.events["pods"].put("expire")
+        wait(lambda: source.lists["pods"] >= 2)
+    finally:
+        watch.stop()
+
+
+def test_unreachable_server_gives_static_answers_and_says_stale():
+    source = FakeSource([node(alloc={"nvidia.com/mig-3g.40gb": 1})], [])
+    watch = ClusterWatch(source, lambda: POLICY, max_staleness=3.0, debounce=0.01).start()
+    try:
+        wait(lambda: watch.view is not None)
+        answers = CapacityAnswers(POLICY, lambda: watch.view)
+        assert answers.answer(gpu_pod(), 0)[0].decision.profile.name == "3g.40gb"
+        source.down = True
+        wait(lambda: watch.age() > 3.0, timeout=10)
+        decision = answers.answer(gpu_pod(), 0)[0].decision
+        assert decision.profile.name == "1g.10gb" and decision.capacity == "stale"
+        assert "not trusted; static choice" in decision.message
+    finally:
+        watch.stop()
+
+
+def test_no_view_before_sync():
+    source = FakeSource([], [])
+    source.down = True
+    watch = ClusterWatch(source, lambda: POLICY).start()
+    try:
+        decision = CapacityAnswers(POLICY, lambda: watch.view).answer(gpu_pod(), 0)[0].decision
+        assert decision.capacity == "no-view" and decision.profile.name == "1g.10gb"
+    finally:
+        watch.stop()

@@ -1,0 +1,324 @@
+"""The capacity watcher: Nodes and Pods from the API server, into an immutable view.
+
+One per worker process (started by `serve` only when the policy's capacity.mode is on):
+a thread per kind lists, then watches from the list's resourceVersion with bookmarks, and
+relists with backoff when the watch breaks (410 Gone: at once). Events update a
+ClusterTally (webhook/core/capacity.py) under a lock; a publisher thread turns changes into
+a new CapacityView at most every ``debounce`` seconds, computes its per-pool supply for the
+policy in force, and publishes it by one reference assignment. An admission reads
+``watch.view`` and nothing else: it never waits on the API server, which may be down.
+
+Per worker, not in the gunicorn master: a worker owns its view and its reservations
+(webhook/admission/capacity_answers.py) with no shared memory or IPC, and a worker restart
+rebuilds both. The price is one watch per worker (2 per replica) and a race between the
+workers of one replica as wide as between replicas (docs/capacity.md).
+
+More kinds (ResourceQuotas, issue 21) are one more ``Feed``: the pod watch is shared.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from webhook.core.capacity import CapacityView, ClusterTally
+from webhook.core.policy import Policy
+from webhook.serving import metrics
+from webhook.serving.logs import LOGGER
+
+log = logging.getLogger(LOGGER)
+
+# Pods that can hold a slice: what the API server filters, so Succeeded and Failed pods
+# (often most of a batch cluster's pods) never reach us.
+POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
+BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+
+
+class WatchSource(Protocol):
+    """Where lists and watch events come from: the API server, or a fake in tests and bench/."""
+
+    def list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
+        """(every item, the list's resourceVersion)."""
+        ...
+
+    def watch(self, kind: str, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        """Events {"type": ADDED|MODIFIED|DELETED|BOOKMARK, "object": dict} from
+        ``resource_version``; ends after ``timeout_seconds``; raises Expired on 410."""
+        ...
+
+
+class Expired(Exception):
+    """The resourceVersion is too old to watch from: relist."""
+
+
+class KubernetesSource:
+    """The API server through the kubernetes client (in-cluster, or a kubeconfig)."""
+
+    def __init__(self, kubeconfig: str | None = None):
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        else:
+            config.load_incluster_config(client_configuration=configuration)
+        self.api = client.CoreV1Api(client.ApiClient(configuration))
+
+    def _call(self, kind: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+        if kind == "nodes":
+            return self.api.list_node, {}
+        return self.api.list_pod_for_all_namespaces, {"field_selector": POD_FIELD_SELECTOR}
+
+    def list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
+        call, kwargs = self._call(kind)
+        items: list[dict[str, Any]] = []
+        token = None
+        while True:
+            # Raw JSON: the typed models drop fields and cost 10x to build.
+            page = json.loads(
+                call(limit=500, _continue=token, _preload_content=False, _request_timeout=60, **kwargs).data
+            )
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items, page["metadata"]["resourceVersion"]
+
+    def watch(self, kind: str, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        call, kwargs = self._call(kind)
+        stream = watch.Watch().stream(
+            call,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout_seconds,
+            _request_timeout=timeout_seconds + 10,
+            **kwargs,
+        )
+        try:
+            for event in stream:
+                yield {"type": event["type"], "object": event["raw_object"]}
+        except ApiException as err:
+            if err.status == 410:
+                raise Expired(str(err)) from None
+            raise
+
+
+@dataclass
+class _Feed:
+    kind: str
+    synced: bool = False
+    contact: float = 0.0  # last successful list, event, bookmark or clean watch end
+
+
+class ClusterWatch:
+    """Keeps ``view`` current; see the module docstring."""
+
+    def __init__(
+        self,
+        source: WatchSource,
+        policy: Callable[[], Policy],
+        max_staleness: float = 30.0,
+        debounce: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.source = source
+        self.policy = policy
+        self.debounce = debounce
+        self.clock = clock
+        # A watch ends (and is re-opened) well within the staleness bound, so a quiet but
+        # healthy cluster never looks stale.
+        self.watch_seconds = max(1, int(max_staleness / 3))
+        self.tally = ClusterTally()
+        self.feeds = {kind: _Feed(kind) for kind in ("nodes", "pods")}
+        self._view: CapacityView | None = None
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # --- what admissions read
+
+    @property
+    def view(self) -> CapacityView | None:
+        return self._view
+
+    def age(self) -> float | None:
+        view = self._view
+        return self.clock() - view.observed_at if view is not None else float("inf")
+
+    # --- life cycle
+
+    def start(self) -> ClusterWatch:
+        for kind in self.feeds:
+            self._threads.append(
+                threading.Thread(target=self._feed, args=(kind,), name=f"capacity-{kind}", daemon=True)
+            )
+        self._threads.append(threading.Thread(target=self._publish_forever, name="capacity-publish", daemon=True))
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._changed.set()
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._view is not None:
+                return True
+            time.sleep(0.02)
+        return False
+
+    # --- feeds
+
+    def _feed(self, kind: str) -> None:
+        backoff = BACKOFF_START
+        while not self._stop.is_set():
+            try:
+                items, rv = self.source.list(kind)
+                self._replace(kind, items)
+                metrics.CAPACITY_WATCH.labels(kind, "list").inc()
+                backoff = BACKOFF_START
+                while not self._stop.is_set():
+                    rv = self._watch(kind, rv)
+            except Expired:
+                metrics.CAPACITY_WATCH.labels(kind, "expired").inc()
+                continue
+            except Exception as err:  # noqa: BLE001 - the API server is down, slow or refusing: back off
+                metrics.CAPACITY_WATCH.labels(kind, "error").inc()
+                log.warning(
+                    "capacity watch failed; retrying",
+                    extra={
+                        "fields": {"kind": kind, "error": f"{type(err).__name__}: {str(err)[:300]}", "retry_s": backoff}
+                    },
+                )
+                self._stop.wait(backoff * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+                backoff = min(BACKOFF_MAX, backoff * 2)
+
+    def _watch(self, kind: str, rv: str) -> str:
+        for event in self.source.watch(kind, rv, self.watch_seconds):
+            if self._stop.is_set():
+                break
+            obj = event.get("object") or {}
+            rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+            kind_of_event = event.get("type")
+            if kind_of_event == "ERROR":
+                raise Expired(str(obj.get("message", obj))) if obj.get("code") == 410 else RuntimeError(str(obj)[:300])
+            with self._lock:
+                if kind_of_event != "BOOKMARK":
+                    self._apply(kind, kind_of_event, obj)
+                self.feeds[kind].contact = self.clock()
+            self._changed.set()
+        with self._lock:
+            self.feeds[kind].contact = self.clock()  # a watch that ended on time: the server is there
+        self._changed.set()
+        return rv
+
+    def _apply(self, kind: str, event: str | None, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        if kind == "nodes":
+            if event == "DELETED":
+                self.tally.remove_node(str(meta.get("name", "")))
+            else:
+                self.tally.set_node(obj)
+        elif event == "DELETED":
+            self.tally.remove_pod((str(meta.get("namespace", "")), str(meta.get("name", ""))))
+        else:
+            self.tally.set_pod(obj)
+
+    def _replace(self, kind: str, items: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if kind == "nodes":
+                self.tally.nodes.clear()
+                for item in items:
+                    self.tally.set_node(item)
+            else:
+                self.tally.clear_pods()
+                for item in items:
+                    self.tally.set_pod(item)
+            feed = self.feeds[kind]
+            feed.synced, feed.contact = True, self.clock()
+        self._changed.set()
+
+    # --- publishing
+
+    def _publish_forever(self) -> None:
+        policy = None
+        while not self._stop.is_set():
+            changed = self._changed.wait(1.0)
+            if self._stop.is_set():
+                return
+            if changed:
+                self._stop.wait(self.debounce)  # let a burst of events land in one view
+            try:
+                policy = self._publish(changed, policy)
+            except Exception:  # noqa: BLE001 - a bug here must not stop publishing
+                log.exception("capacity view publish failed")
+
+    def publish_now(self) -> None:
+        """Build and publish at once (tests, bench)."""
+        self._publish(True, None)
+
+    def _publish(self, changed: bool, last_policy: Policy | None) -> Policy | None:
+        policy = self.policy()
+        with self._lock:
+            if not all(f.synced for f in self.feeds.values()):
+                self._changed.clear()
+                return last_policy
+            contact = min(f.contact for f in self.feeds.values())
+            self._changed.clear()
+            current = self._view
+            if changed or current is None:
+                view = self.tally.snapshot(contact)
+            else:
+                view = None
+        if view is None:
+            # Nothing changed: the same view, younger. The per-policy supply carries over.
+            view = replace(current, observed_at=contact, _index=current._index)  # type: ignore[arg-type]
+        view.supply(policy)  # computed here, not by the first admission
+        self._view = view
+        return policy
+
+
+class CapacityFeed:
+    """The worker's watcher, started the first time a policy turns capacity.mode on (at
+    start or on a reload); until then, and when the client cannot be configured, there is
+    no view (decisions are static and say so)."""
+
+    def __init__(self, kubeconfig: str | None = None, source: WatchSource | None = None):
+        self.kubeconfig = kubeconfig
+        self.source = source
+        self.watch: ClusterWatch | None = None
+        self._lock = threading.Lock()
+
+    def view(self) -> CapacityView | None:
+        watch = self.watch
+        return watch.view if watch is not None else None
+
+    def age(self) -> float | None:
+        watch = self.watch
+        return watch.age() if watch is not None else None
+
+    def ensure_started(self, policy: Callable[[], Policy], max_staleness: float) -> None:
+        with self._lock:
+            if self.watch is not None:
+                return
+            try:
+                source = self.source or KubernetesSource(self.kubeconfig)
+            except Exception as err:  # noqa: BLE001 - no token, no kubeconfig: static decisions, said in each
+                log.error(
+                    "capacity.mode is on but the Kubernetes client cannot be configured; decisions stay static",
+                    extra={"fields": {"error": f"{type(err).__name__}: {str(err)[:300]}"}},
+                )
+                return
+            self.watch = ClusterWatch(source, policy, max_staleness=max_staleness).start()
+            log.info("capacity watch started", extra={"fields": {"kubeconfig": self.kubeconfig or "in-cluster"}})
