@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhook.core.catalog import builtin_catalog
+from webhook.core.gpu_requests import pod_requests
 from webhook.core.quota import (
     build_quota_view,
     check_rewrite,
     mig_quota_items,
-    pod_requests,
     share_table,
 )
 

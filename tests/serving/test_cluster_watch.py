@@ -19,10 +19,10 @@ POLICY = compile_policy(data)
 
 
 class FakeSource:
-    def __init__(self, nodes, pods):
-        self.items = {"nodes": nodes, "pods": pods}
-        self.events = {"nodes": queue.Queue(), "pods": queue.Queue()}
-        self.lists = {"nodes": 0, "pods": 0}
+    def __init__(self, nodes, pods, quotas=()):
+        self.items = {"nodes": nodes, "pods": pods, "resourcequotas": list(quotas)}
+        self.events = {"nodes": queue.Queue(), "pods": queue.Queue(), "resourcequotas": queue.Queue()}
+        self.lists = {"nodes": 0, "pods": 0, "resourcequotas": 0}
         self.down = False
 
     def list(self, kind):
@@ -101,5 +101,40 @@ def test_no_view_before_sync():
     try:
         decision = CapacityAnswers(POLICY, lambda: watch.view).answer(gpu_pod(), 0)[0].decision
         assert decision.capacity == "no-view" and decision.profile.name == "1g.10gb"
+    finally:
+        watch.stop()
+
+
+def gpu_quota(namespace: str, gpus: str) -> dict:
+    return {
+        "metadata": {"name": "team-gpus", "namespace": namespace, "resourceVersion": "1"},
+        "spec": {"hard": {"requests.nvidia.com/gpu": gpus}},
+    }
+
+
+def test_quota_view_follows_quotas_and_the_shared_pod_watch():
+    """quota.mode alone watches pods and ResourceQuotas (no nodes); one pod watch feeds both
+    views; a reloaded policy that turns capacity on adds the node watch to the same watcher."""
+    quota_policy = compile_policy({**yaml.safe_load(default_policy_text()), "quota": {"mode": "gpu-equivalent"}})
+    pod = held("a", "nvidia.com/mig-1g.10gb", "n1")
+    source = FakeSource([node(alloc=LAYOUT)], [pod], [gpu_quota(pod["metadata"]["namespace"], "1")])
+    watch = ClusterWatch(
+        source, lambda: quota_policy, max_staleness=3.0, debounce=0.01, kinds=("pods", "resourcequotas")
+    )
+    watch.start()
+    try:
+        wait(lambda: watch.quota_view is not None)
+        namespace = pod["metadata"]["namespace"]
+        assert [q.name for q in watch.quota_view.gpu_quotas[namespace]] == ["team-gpus"]
+        assert watch.quota_view.usage[namespace].slices == {"1g.10gb": 1}
+        assert source.lists["nodes"] == 0
+        source.events["resourcequotas"].put({"type": "DELETED", "object": gpu_quota(namespace, "1")})
+        wait(lambda: namespace not in watch.quota_view.gpu_quotas)
+        source.events["pods"].put({"type": "ADDED", "object": held("b", "nvidia.com/mig-3g.40gb", "n1")})
+        wait(lambda: watch.quota_view.usage[namespace].slices == {"1g.10gb": 1, "3g.40gb": 1})
+        watch.watch_also(("nodes", "pods"))
+        wait(lambda: source.lists["nodes"] == 1 and watch.view is not None and len(watch.view.nodes) == 1)
+        source.down = True  # the view ages past maxStaleness: no quota view, so pods are told
+        wait(lambda: watch.quota_view is None, timeout=15)
     finally:
         watch.stop()

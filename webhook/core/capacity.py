@@ -24,12 +24,12 @@ from typing import Any
 
 from webhook.core.catalog import MigProfile
 from webhook.core.constants import ASSIGNED_PROFILE, GPU_RESOURCE, MIG_RESOURCE_PREFIX
+from webhook.core.gpu_requests import TERMINAL_PHASES, is_gpu_resource, pod_requests, resource_count
 from webhook.core.policy import Policy, Pool, WorkloadClass, profile_node_requirements
 from webhook.core.sizing import MemoryNeed, PoolChoice
 
 # nvidia.com/mig-<profile> (the mixed strategy's resources); webhook/planning/live.py reads them too.
 MIG_RESOURCE = re.compile("^" + re.escape(MIG_RESOURCE_PREFIX) + "(.+)$")
-TERMINAL_PHASES = ("Succeeded", "Failed")
 # Taints that keep a pod off a node (PreferNoSchedule only makes it less likely).
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 # The most (pool, profile) entries a capacity note names.
@@ -37,15 +37,6 @@ _MAX_NOTED = 6
 
 Taint = tuple[str, str, str]  # (key, value, effect)
 SliceKey = tuple[str, str]  # (extended resource, profile): what a pending pod holds
-
-
-def is_gpu_resource(name: str) -> bool:
-    return name == GPU_RESOURCE or name.startswith(MIG_RESOURCE_PREFIX)
-
-
-def _count(value: object) -> int:
-    text = str(value)
-    return int(text) if text.isdigit() else 0
 
 
 # --- nodes and pods, as the view keeps them ----------------------------------------------
@@ -75,7 +66,7 @@ def node_state(node: dict[str, Any]) -> NodeState | None:
     """What the view keeps of a Node; None for a node that offers no GPU resource."""
     meta = node.get("metadata") or {}
     status = node.get("status") or {}
-    allocatable = {k: _count(v) for k, v in (status.get("allocatable") or {}).items() if is_gpu_resource(k)}
+    allocatable = {k: resource_count(v) for k, v in (status.get("allocatable") or {}).items() if is_gpu_resource(k)}
     if not allocatable:
         return None
     spec = node.get("spec") or {}
@@ -101,26 +92,6 @@ def _epoch(stamp: object) -> float:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
-
-
-def pod_requests(pod: dict[str, Any]) -> dict[str, int]:
-    """The GPU resources a pod holds on its node: the sum over its containers, or an init
-    container's if larger (the scheduler's effective request); limits win over requests."""
-
-    def of(container: dict[str, Any]) -> dict[str, int]:
-        resources = container.get("resources") or {}
-        merged = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
-        return {k: _count(v) for k, v in merged.items() if is_gpu_resource(k) and _count(v)}
-
-    spec = pod.get("spec") or {}
-    total: dict[str, int] = {}
-    for container in spec.get("containers") or ():
-        for k, v in of(container).items():
-            total[k] = total.get(k, 0) + v
-    for container in spec.get("initContainers") or ():
-        for k, v in of(container).items():
-            total[k] = max(total.get(k, 0), v)
-    return total
 
 
 def pod_record(pod: dict[str, Any]) -> PodRecord | None:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from webhook.core.catalog import GpuModel, MigProfile
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX
+from webhook.core.gpu_requests import TERMINAL_PHASES, pod_requests
 from webhook.core.quantity import parse_quantity
 
 QuotaMode = Literal["off", "warn", "gpu-equivalent"]
@@ -36,7 +37,6 @@ QuotaMode = Literal["off", "warn", "gpu-equivalent"]
 # (kubernetes.io/docs/concepts/policy/resource-quotas, "Resource quota for extended
 # resources"); the other two spellings are accepted by older API servers' validation.
 GPU_QUOTA_KEYS = (f"requests.{GPU_RESOURCE}", f"limits.{GPU_RESOURCE}", GPU_RESOURCE)
-TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def _resource_of(key: str) -> str:
@@ -126,44 +126,21 @@ class QuotaView:
     usage: Mapping[str, Usage]
 
 
-def pod_requests(pod: Mapping[str, Any]) -> dict[str, Fraction]:
-    """A pod's effective requests of GPU resources, as the quota plugin charges them: the
-    sum over its containers, or the largest init container's if that is more. Extended
-    resources are requested in full (requests default to limits, and must equal them)."""
-
-    def container_amounts(container: object) -> dict[str, Fraction]:
-        out: dict[str, Fraction] = {}
-        if not isinstance(container, dict):
-            return out
-        resources = container.get("resources")
-        if not isinstance(resources, dict):
-            return out
-        for part in ("limits", "requests"):  # requests win where both are given
-            amounts = resources.get(part)
-            if not isinstance(amounts, dict):
-                continue
-            for name, value in amounts.items():
-                if isinstance(name, str) and (name == GPU_RESOURCE or name.startswith(MIG_RESOURCE_PREFIX)):
-                    number = quota_amount(value)
-                    if number is not None:
-                        out[name] = number
-        return out
-
-    spec = pod.get("spec")
-    if not isinstance(spec, dict):
-        return {}
-    total: dict[str, Fraction] = {}
-    for container in spec.get("containers") or ():
-        for name, amount in container_amounts(container).items():
-            total[name] = total.get(name, Fraction(0)) + amount
-    for container in spec.get("initContainers") or ():
-        for name, amount in container_amounts(container).items():
-            total[name] = max(total.get(name, Fraction(0)), amount)
-    return total
-
-
 def build_quota_view(quotas: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> QuotaView:
-    """The view of ``quotas`` (ResourceQuota dicts) and ``pods`` (Pod dicts, any phase).
+    """The view of ``quotas`` (ResourceQuota dicts) and ``pods`` (Pod dicts, any phase)."""
+    held = []
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+        namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+        if isinstance(namespace, str) and not (isinstance(status, dict) and status.get("phase") in TERMINAL_PHASES):
+            held.append((namespace, pod_requests(dict(pod)).items()))
+    return quota_view(quotas, held)
+
+
+def quota_view(quotas: Iterable[Mapping[str, Any]], held: Iterable[tuple[str, Iterable[tuple[str, int]]]]) -> QuotaView:
+    """The view of ``quotas`` and of what live pods hold: (namespace, (resource, count)...)
+    per pod, as webhook/core/gpu_requests.py reads them (the watcher keeps them so).
 
     Scoped quotas (``scopes`` or ``scopeSelector``) charge only the pods their scope
     selects; they are left out, and docs/quotas.md says so."""
@@ -183,32 +160,26 @@ def build_quota_view(quotas: Iterable[Mapping[str, Any]], pods: Iterable[Mapping
         for key, value in hard.items():
             resource = _resource_of(str(key))
             if key in GPU_QUOTA_KEYS:
-                amount = quota_amount(value)
-                if amount is not None:
-                    gpu_quotas.setdefault(namespace, []).append(GpuQuota(namespace, name, key, amount))
+                cap = quota_amount(value)
+                if cap is not None:
+                    gpu_quotas.setdefault(namespace, []).append(GpuQuota(namespace, name, key, cap))
             elif resource.startswith(MIG_RESOURCE_PREFIX):
                 mig_capped.setdefault(namespace, set()).add(resource)
 
-    whole: dict[str, Fraction] = {}
+    whole: dict[str, int] = {}
     slices: dict[str, dict[str, int]] = {}
-    for pod in pods:
-        metadata = pod.get("metadata") or {}
-        namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
-        status = pod.get("status") or {}
-        if not isinstance(namespace, str) or (isinstance(status, dict) and status.get("phase") in TERMINAL_PHASES):
-            continue
-        for resource, amount in pod_requests(pod).items():
+    for namespace, requests in held:
+        for resource, count in requests:
             if resource == GPU_RESOURCE:
-                whole[namespace] = whole.get(namespace, Fraction(0)) + amount
-            else:
-                profile = resource[len(MIG_RESOURCE_PREFIX) :]
+                whole[namespace] = whole.get(namespace, 0) + count
+            elif resource.startswith(MIG_RESOURCE_PREFIX):
                 per_ns = slices.setdefault(namespace, {})
-                per_ns[profile] = per_ns.get(profile, 0) + int(amount)
-    namespaces = set(whole) | set(slices)
+                profile = resource[len(MIG_RESOURCE_PREFIX) :]
+                per_ns[profile] = per_ns.get(profile, 0) + count
     return QuotaView(
         gpu_quotas={ns: tuple(qs) for ns, qs in gpu_quotas.items()},
         mig_capped={ns: frozenset(rs) for ns, rs in mig_capped.items()},
-        usage={ns: Usage(whole.get(ns, Fraction(0)), slices.get(ns, {})) for ns in namespaces},
+        usage={ns: Usage(Fraction(whole.get(ns, 0)), slices.get(ns, {})) for ns in set(whole) | set(slices)},
     )
 
 

@@ -78,7 +78,7 @@ def create_app(
             return _bad_request(400, "the body could not be decoded as an AdmissionReview")
         uid = review["request"]["uid"]
         try:
-            outcome = admit(review, holder.answers, len(body))
+            outcome = admit(review, holder.answers, len(body), quota=holder.quota_view())
         except Exception:  # noqa: BLE001 - a bug must not block pod creation
             # Fail open: the pod is admitted as it came (it is still a valid pod, just not
             # right-sized); the traceback goes to the log and the error to the metrics.

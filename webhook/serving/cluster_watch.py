@@ -1,4 +1,4 @@
-"""The capacity watcher: Nodes and Pods from the API server, into an immutable view.
+"""The cluster watcher: Nodes, Pods and ResourceQuotas from the API server, into immutable views.
 
 One per worker process (started by `serve` only when the policy's capacity.mode is on):
 a thread per kind lists, then watches from the list's resourceVersion with bookmarks, and
@@ -13,7 +13,10 @@ Per worker, not in the gunicorn master: a worker owns its view and its reservati
 rebuilds both. The price is one watch per worker (2 per replica) and a race between the
 workers of one replica as wide as between replicas (docs/capacity.md).
 
-More kinds (ResourceQuotas, issue 21) are one more ``Feed``: the pod watch is shared.
+Which kinds are watched follows the policy: nodes and pods for capacity.mode, pods and
+ResourceQuotas for quota.mode (webhook/core/quota.py); the pod watch is one, shared. Each
+publish makes a CapacityView and, when ResourceQuotas are watched, a QuotaView from the
+same pod records.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any, Protocol
 
 from webhook.core.capacity import CapacityView, ClusterTally
 from webhook.core.policy import Policy
+from webhook.core.quota import QuotaView, quota_view
 from webhook.serving import metrics
 from webhook.serving.logs import LOGGER
 
@@ -73,6 +77,8 @@ class KubernetesSource:
     def _call(self, kind: str) -> tuple[Callable[..., Any], dict[str, Any]]:
         if kind == "nodes":
             return self.api.list_node, {}
+        if kind == "resourcequotas":
+            return self.api.list_resource_quota_for_all_namespaces, {}
         return self.api.list_pod_for_all_namespaces, {"field_selector": POD_FIELD_SELECTOR}
 
     def list(self, kind: str) -> tuple[list[dict[str, Any]], str]:
@@ -128,17 +134,21 @@ class ClusterWatch:
         max_staleness: float = 30.0,
         debounce: float = 0.05,
         clock: Callable[[], float] = time.time,
+        kinds: tuple[str, ...] = ("nodes", "pods"),
     ):
         self.source = source
         self.policy = policy
         self.debounce = debounce
         self.clock = clock
+        self.max_staleness = max_staleness
         # A watch ends (and is re-opened) well within the staleness bound, so a quiet but
         # healthy cluster never looks stale.
         self.watch_seconds = max(1, int(max_staleness / 3))
         self.tally = ClusterTally()
-        self.feeds = {kind: _Feed(kind) for kind in ("nodes", "pods")}
+        self.feeds = {kind: _Feed(kind) for kind in kinds}
+        self.quotas: dict[tuple[str, str], dict[str, Any]] = {}
         self._view: CapacityView | None = None
+        self._quota_view: QuotaView | None = None
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._stop = threading.Event()
@@ -150,6 +160,14 @@ class ClusterWatch:
     def view(self) -> CapacityView | None:
         return self._view
 
+    @property
+    def quota_view(self) -> QuotaView | None:
+        """The namespaces' GPU quotas and what their pods hold; None until ResourceQuotas
+        are watched and synced, or when the view is older than the staleness bound."""
+        view = self._quota_view
+        age = self.age()
+        return view if view is not None and age is not None and age <= self.max_staleness else None
+
     def age(self) -> float | None:
         view = self._view
         return self.clock() - view.observed_at if view is not None else float("inf")
@@ -158,13 +176,26 @@ class ClusterWatch:
 
     def start(self) -> ClusterWatch:
         for kind in self.feeds:
-            self._threads.append(
-                threading.Thread(target=self._feed, args=(kind,), name=f"capacity-{kind}", daemon=True)
-            )
-        self._threads.append(threading.Thread(target=self._publish_forever, name="capacity-publish", daemon=True))
-        for t in self._threads:
-            t.start()
+            self._start_feed(kind)
+        publisher = threading.Thread(target=self._publish_forever, name="capacity-publish", daemon=True)
+        self._threads.append(publisher)
+        publisher.start()
         return self
+
+    def _start_feed(self, kind: str) -> None:
+        thread = threading.Thread(target=self._feed, args=(kind,), name=f"capacity-{kind}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def watch_also(self, kinds: tuple[str, ...]) -> None:
+        """Watch these kinds too (a reloaded policy turned quota.mode or capacity.mode on);
+        views wait until the new ones have listed once."""
+        with self._lock:
+            new = [kind for kind in kinds if kind not in self.feeds]
+            for kind in new:
+                self.feeds[kind] = _Feed(kind)
+        for kind in new:
+            self._start_feed(kind)
 
     def stop(self) -> None:
         self._stop.set()
@@ -225,7 +256,13 @@ class ClusterWatch:
 
     def _apply(self, kind: str, event: str | None, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
-        if kind == "nodes":
+        if kind == "resourcequotas":
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            if event == "DELETED":
+                self.quotas.pop(key, None)
+            else:
+                self.quotas[key] = obj
+        elif kind == "nodes":
             if event == "DELETED":
                 self.tally.remove_node(str(meta.get("name", "")))
             else:
@@ -237,7 +274,15 @@ class ClusterWatch:
 
     def _replace(self, kind: str, items: list[dict[str, Any]]) -> None:
         with self._lock:
-            if kind == "nodes":
+            if kind == "resourcequotas":
+                self.quotas = {
+                    (
+                        str((q.get("metadata") or {}).get("namespace", "")),
+                        str((q.get("metadata") or {}).get("name", "")),
+                    ): q
+                    for q in items
+                }
+            elif kind == "nodes":
                 self.tally.nodes.clear()
                 for item in items:
                     self.tally.set_node(item)
@@ -279,20 +324,38 @@ class ClusterWatch:
             current = self._view
             if changed or current is None:
                 view = self.tally.snapshot(contact)
+                quotas = (
+                    quota_view(
+                        list(self.quotas.values()), [(r.namespace, r.requests) for r in self.tally.pods.values()]
+                    )
+                    if "resourcequotas" in self.feeds
+                    else None
+                )
             else:
-                view = None
+                view, quotas = None, self._quota_view
         if view is None:
             # Nothing changed: the same view, younger. The per-policy supply carries over.
             view = replace(current, observed_at=contact, _index=current._index)  # type: ignore[arg-type]
         view.supply(policy)  # computed here, not by the first admission
-        self._view = view
+        self._view, self._quota_view = view, quotas
         return policy
 
 
+def watched_kinds(policy: Policy) -> tuple[str, ...]:
+    """What the policy needs watched: nodes and pods for capacity.mode, pods and
+    ResourceQuotas for quota.mode; nothing when both are off."""
+    kinds: list[str] = []
+    if policy.capacity.enabled:
+        kinds += ["nodes", "pods"]
+    if policy.quota_mode != "off":
+        kinds += [k for k in ("pods", "resourcequotas") if k not in kinds]
+    return tuple(kinds)
+
+
 class CapacityFeed:
-    """The worker's watcher, started the first time a policy turns capacity.mode on (at
-    start or on a reload); until then, and when the client cannot be configured, there is
-    no view (decisions are static and say so)."""
+    """The worker's watcher, started the first time a policy turns capacity.mode or
+    quota.mode on (at start or on a reload); until then, and when the client cannot be
+    configured, there is no view (decisions are static, quotas unchecked, and they say so)."""
 
     def __init__(self, kubeconfig: str | None = None, source: WatchSource | None = None):
         self.kubeconfig = kubeconfig
@@ -308,17 +371,28 @@ class CapacityFeed:
         watch = self.watch
         return watch.age() if watch is not None else None
 
-    def ensure_started(self, policy: Callable[[], Policy], max_staleness: float) -> None:
+    def quota_view(self) -> QuotaView | None:
+        watch = self.watch
+        return watch.quota_view if watch is not None else None
+
+    def ensure_started(
+        self, policy: Callable[[], Policy], max_staleness: float, kinds: tuple[str, ...] = ("nodes", "pods")
+    ) -> None:
         with self._lock:
             if self.watch is not None:
+                self.watch.watch_also(kinds)
                 return
             try:
                 source = self.source or KubernetesSource(self.kubeconfig)
             except Exception as err:  # noqa: BLE001 - no token, no kubeconfig: static decisions, said in each
                 log.error(
-                    "capacity.mode is on but the Kubernetes client cannot be configured; decisions stay static",
+                    "capacity.mode or quota.mode is on but the Kubernetes client cannot be configured; "
+                    "decisions stay static and quotas unchecked",
                     extra={"fields": {"error": f"{type(err).__name__}: {str(err)[:300]}"}},
                 )
                 return
-            self.watch = ClusterWatch(source, policy, max_staleness=max_staleness).start()
-            log.info("capacity watch started", extra={"fields": {"kubeconfig": self.kubeconfig or "in-cluster"}})
+            self.watch = ClusterWatch(source, policy, max_staleness=max_staleness, kinds=kinds).start()
+            log.info(
+                "cluster watch started",
+                extra={"fields": {"kubeconfig": self.kubeconfig or "in-cluster", "kinds": ",".join(kinds)}},
+            )

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
 from webhook.admission.answer import AnswerSource, PlainAnswers
 from webhook.admission.capacity_answers import CapacityAnswers
 from webhook.admission.memo import DecisionMemo
 from webhook.core.policy import Policy, resolve_policy
-
-if TYPE_CHECKING:
-    from webhook.serving.cluster_watch import CapacityFeed
+from webhook.core.quota import QuotaView
+from webhook.serving.cluster_watch import CapacityFeed, watched_kinds
 
 
 class PolicyHolder:
@@ -27,10 +25,18 @@ class PolicyHolder:
         self._answers = self._source(self._initial)
 
     def _source(self, policy: Policy) -> AnswerSource:
+        kinds = watched_kinds(policy)
+        if kinds and self.capacity is not None:
+            self.capacity.ensure_started(self._policy_now, policy.capacity.max_staleness, kinds)
         if policy.capacity.enabled and self.capacity is not None:
-            self.capacity.ensure_started(self._policy_now, policy.capacity.max_staleness)
             return CapacityAnswers(policy, self.capacity.view)
         return DecisionMemo(PlainAnswers(policy))
+
+    def quota_view(self) -> QuotaView | None:
+        """The latest view of the namespaces' GPU quotas, when the policy reads them."""
+        if self._answers.policy.quota_mode == "off" or self.capacity is None:
+            return None
+        return self.capacity.quota_view()
 
     def _policy_now(self) -> Policy:
         answers = getattr(self, "_answers", None)  # None while __init__ builds the first source
