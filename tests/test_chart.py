@@ -291,6 +291,21 @@ def test_service_names_and_certificate_follow_the_release(rendered):
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{full}-planner", "namespace": namespace}]
 
 
+def test_names_stay_dns_labels_for_the_longest_release_name(helm):
+    """Helm allows 53-character release names; every name that must be a DNS label (the
+    Service, the Job, whose name becomes a pod label, with room for a 6-digit revision)
+    stays one."""
+    release = "r" * 53
+    for values in ({"planner": {"rbac": True}}, {"certificates": {"mode": "cert-manager"}}):
+        for obj in render(values, release=release):
+            name = obj["metadata"]["name"]
+            # the Job: rendered at revision 1, room for 5 more digits
+            limit = {"Job": 63 - 5, "Service": 63, "Deployment": 63}.get(obj["kind"], 253)
+            assert len(name) <= limit, name
+            if obj["apiVersion"] not in CRD_KINDS:
+                kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
 def test_certs_job_names_the_release_service_secret_and_webhook(helm):
     objs = render({}, release="prod", namespace="ml-platform")
     full = "prod-gpu-rightsizer"

@@ -58,8 +58,10 @@ app.kubernetes.io/component: webhook
 {{- include "gpu-rightsizer.fullname" . }}-policy
 {{- end }}
 
+{{/* The certs Job's ServiceAccount and roles; the Job adds -<revision>, and a Job's name
+becomes a pod label value (at most 63 characters). */}}
 {{- define "gpu-rightsizer.certsName" -}}
-{{- include "gpu-rightsizer.fullname" . | trunc 57 | trimSuffix "-" }}-certs
+{{- include "gpu-rightsizer.fullname" . | trunc 50 | trimSuffix "-" }}-certs
 {{- end }}
 
 {{/* The names the API server may use for the webhook's Service (webhook/certs.py,
