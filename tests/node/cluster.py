@@ -48,6 +48,9 @@ CNI_BIN_DIR = "/usr/lib/cni"
 # containerd 2.x's default sandbox image; ours is built locally (no registry here).
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
 CLONE_NEWNET = 0x40000000
+# One whole GPU (nvidia.com/gpu, for pods the webhook leaves alone) and one MIG GPU with
+# 3 x 1g.10gb + 1 x 3g.40gb (slices 0, 1, 2 and 4-7: a valid H100 placement).
+LAYOUT = {"nvidia.com/gpu": 1, "nvidia.com/mig-1g.10gb": 3, "nvidia.com/mig-3g.40gb": 1}
 # The kubelet's device plugin directory is fixed, whatever its --root-dir
 # (k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1 DevicePluginPath); it also holds the device
 # manager's checkpoint of allocations, which must not outlive the node.

@@ -28,7 +28,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "e2e"))
 
-from cluster import NodeBinaries, RealNode  # noqa: E402
+from cluster import LAYOUT, NodeBinaries, RealNode  # noqa: E402
 from image import BuiltImage, build_project_image  # noqa: E402
 
 CACHE = Path(os.environ.get("GPU_RIGHTSIZER_CACHE", Path.home() / ".cache" / "gpu-rightsizer"))
@@ -45,9 +45,6 @@ GFD_LABELS = {
     "nvidia.com/mig.capable": "true",
     "nvidia.com/mig.strategy": "mixed",
 }
-# One whole GPU (nvidia.com/gpu, for pods the webhook leaves alone) and one MIG GPU with
-# 3 x 1g.10gb + 1 x 3g.40gb (slices 0, 1, 2 and 4-7: a valid H100 placement).
-LAYOUT = {"nvidia.com/gpu": 1, "nvidia.com/mig-1g.10gb": 3, "nvidia.com/mig-3g.40gb": 1}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import socket
 import ssl
 import subprocess
@@ -22,25 +21,18 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
-from controlplane import KubectlError, wait_for
+from controlplane import wait_for
 from cryptography import x509
+from install import NS, install
 from load import CreateLoad
 
 REPO = Path(__file__).resolve().parents[2]
-NS = "gpu-rightsizer-system"
 TEAM = "ml-team"
-SHIPPED_IMAGE = "ghcr.io/gpu-rightsizer/gpu-rightsizer"
 ANNOTATION = "gpu-rightsizer.io/"
 LOAD_RATE = 20  # creates per second; the 2-core machine also runs the cluster and the webhook
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def kustomize_binary() -> str:
-    done = subprocess.run([str(REPO / "scripts" / "install-kustomize.sh")], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip().splitlines()[-1]
 
 
 def gpu_pod(name: str, model_size: str = "3b", **annotations: str) -> dict:
@@ -134,28 +126,8 @@ def report(what: str, load: CreateLoad, seconds: float | None = None) -> str:
 def installed(node, tmp_path_factory):
     """Case 1: the self-signed overlay, applied as README says, with one image override."""
     plane = node.plane
-    copy = tmp_path_factory.mktemp("install") / "manifests"
-    shutil.copytree(REPO / "manifests", copy)
-    overlay = copy / "overlays" / "self-signed"
-    edit = subprocess.run(
-        [kustomize_binary(), "edit", "set", "image", f"{SHIPPED_IMAGE}={node.image.name}"],
-        cwd=overlay,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert edit.returncode == 0, edit.stderr
-    started = time.monotonic()
-    plane.kubectl("apply", "-k", str(overlay), timeout=120)
-    try:
-        plane.kubectl(
-            "wait", "-n", NS, "--for=condition=complete", "job/gpu-rightsizer-certs", "--timeout=180s", timeout=200
-        )
-        plane.kubectl("rollout", "status", "-n", NS, "deployment/gpu-rightsizer", "--timeout=240s", timeout=260)
-    except KubectlError:
-        print(plane.kubectl("get", "all,events", "-n", NS, "-o", "wide", check=False).stdout)
-        raise
-    print(f"install: certs Job complete and 2 replicas Ready {time.monotonic() - started:.0f}s after kubectl apply -k")
+    overlay, took = install(plane, node.image.name, "overlays/self-signed", tmp_path_factory.mktemp("install"))
+    print(f"install: certs Job complete and 2 replicas Ready {took:.0f}s after kubectl apply -k")
     plane.kubectl("create", "namespace", TEAM)
     plane.kubectl("label", "namespace", TEAM, "gpu-rightsizer.io/enabled=true")
     plane.wait_for_service_account(TEAM)
