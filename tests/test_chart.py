@@ -570,3 +570,37 @@ def test_notes_render(helm, tmp_path):
     notes = yaml.safe_load(done.stdout)["data"]["notes"]
     assert "kubectl label namespace ml pod-security.kubernetes.io/enforce=restricted" in notes
     assert "deployment/prod-gpu-rightsizer" in notes and "delete secret prod-gpu-rightsizer-tls" in notes
+
+
+@pytest.mark.parametrize(
+    ("policy_change", "resources"),
+    [
+        ({}, None),
+        ({"quota": {"mode": "gpu-equivalent"}}, ["pods", "resourcequotas"]),
+        ({"quota": {"mode": "warn"}}, ["pods", "resourcequotas"]),
+        ({"capacity": {"mode": "prefer-free"}}, ["nodes", "pods"]),
+        (
+            {"capacity": {"mode": "prefer-free"}, "quota": {"mode": "gpu-equivalent"}},
+            ["nodes", "pods", "resourcequotas"],
+        ),
+        ({"capacity": {"mode": "off"}, "quota": {"mode": "off"}}, None),
+    ],
+)
+def test_the_watch_rbac_and_token_follow_the_policy(policy_change, resources):
+    """capacity.mode and quota.mode make the webhook watch the cluster; the chart derives the
+    read-only RBAC and the token from the policy itself, so the two cannot disagree."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    objects = render({"policy": {**values["policy"], **policy_change}})
+    roles = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-cluster-view")]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    token = deployment["spec"]["template"]["spec"]["automountServiceAccountToken"]
+    if resources is None:
+        assert roles == [] and token is False
+        return
+    (role,) = roles
+    assert role["rules"] == [{"apiGroups": [""], "resources": resources, "verbs": ["list", "watch"]}]
+    binding = next(
+        o for o in objects if o["kind"] == "ClusterRoleBinding" and o["metadata"]["name"] == role["metadata"]["name"]
+    )
+    assert binding["subjects"][0]["name"] == deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    assert token is True

@@ -92,3 +92,20 @@ service_dns_names): the serving certificate must carry them all. */}}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both (set the other to null)" }}
 {{- end }}
 {{- end }}
+
+{{/*
+What the webhook must watch for its policy (webhook/serving/cluster_watch.py watched_kinds):
+nodes and pods for capacity.mode prefer-free, pods and resourcequotas for quota.mode warn
+or gpu-equivalent; empty when both are off. Derived from the policy itself, so the RBAC can
+never disagree with it. A bare YAML `off` reaches the template as false.
+*/}}
+{{- define "gpu-rightsizer.watchedResources" -}}
+{{- $kinds := list -}}
+{{- if eq (dig "capacity" "mode" "off" .Values.policy | toString) "prefer-free" -}}
+{{- $kinds = append (append $kinds "nodes") "pods" -}}
+{{- end -}}
+{{- if has (dig "quota" "mode" "off" .Values.policy | toString) (list "warn" "gpu-equivalent") -}}
+{{- $kinds = append (append $kinds "pods") "resourcequotas" -}}
+{{- end -}}
+{{- $kinds | uniq | join "," -}}
+{{- end -}}
