@@ -395,6 +395,7 @@ def _pod(containers=None, init=None, annotations=None) -> dict:
 
 
 GPU = {"limits": {"nvidia.com/gpu": "1"}}
+MIG = {"limits": {"nvidia.com/mig-1g.10gb": "1"}}
 CASES = [
     # (pod, webhook is called)
     (_pod([{"name": "a"}]), False),
@@ -415,6 +416,21 @@ CASES = [
     # The webhook itself skips these; CEL leaves them to it (never skips more than it).
     (_pod([{"name": "a", "resources": GPU}], annotations={"gpu-rightsizer.io/skip": " True "}), True),
     (_pod([], annotations={"other": "x"}), False),
+    # A pod that already asks for a MIG slice and states its need: the webhook says whether
+    # the slice holds it; without a stated need there is nothing to check.
+    (_pod([{"name": "a", "resources": MIG}], annotations={"gpu-rightsizer.io/model-size": "7b"}), True),
+    (
+        _pod(
+            [{"name": "a", "resources": {"requests": {"nvidia.com/mig-3g.40gb": "1"}}}],
+            annotations={"gpu-rightsizer.io/gpu-memory": "20Gi"},
+        ),
+        True,
+    ),
+    (_pod([{"name": "a", "resources": MIG}], annotations={"gpu-rightsizer.io/precision": "fp8"}), False),
+    (
+        _pod([{"name": "a"}], init=[{"name": "i", "resources": MIG}], annotations={"gpu-rightsizer.io/model": "x"}),
+        False,
+    ),
     ({"apiVersion": "v1", "kind": "Pod", "metadata": {}}, False),
 ]
 

@@ -236,3 +236,30 @@ def test_an_unknown_key_of_ours_is_pointed_out_with_the_closest_known_one(policy
 def test_other_prefixes_and_our_written_keys_are_not_flagged(policy):
     annotations = {A + "model-size": "7b", A + "assigned-profile": "1g.10gb", "example.com/context-lenght": "x"}
     assert not any("is not one of" in w for w in decide(gpu_pod(annotations), policy).all_warnings)
+
+
+def _mig_pod(annotations: dict, resource: str = "nvidia.com/mig-1g.10gb") -> dict:
+    pod = gpu_pod(annotations)
+    pod["spec"]["containers"][0]["resources"] = {"limits": {resource: "1"}, "requests": {resource: "1"}}
+    return pod
+
+
+def test_a_pod_already_on_a_slice_is_told_whether_the_slice_holds_its_stated_need(policy):
+    holds = decide(_mig_pod({A + "model-size": "3b"}), policy)
+    assert holds.action == "unchanged"
+    assert holds.all_warnings == (
+        "nvidia.com/mig-1g.10gb holds the stated need: 3B params x 2 B (fp16) x 1.2 = 6.71 GiB fits 1g.10gb "
+        "(9.75 GiB usable)",
+    )
+    short = decide(_mig_pod({A + "model-size": "13b"}), policy)
+    assert short.action == "unchanged"
+    assert "nvidia.com/mig-1g.10gb (9.75 GiB usable) does not hold the stated need" in short.message
+    assert short.message.endswith("3g.40gb is the smallest that does")
+
+
+def test_a_pod_on_a_slice_without_a_stated_need_or_on_an_unknown_profile(policy):
+    assert decide(_mig_pod({A + "precision": "fp8"}), policy).action == "ignore"
+    unknown = decide(_mig_pod({A + "gpu-memory": "4Gi"}, "nvidia.com/mig-1g.5gb"), policy)
+    assert unknown.action == "unchanged" and "no pool of the policy offers 1g.5gb" in unknown.message
+    bad = decide(_mig_pod({A + "model-size": "lots"}), policy)
+    assert bad.action == "unchanged" and bad.message.endswith("the pod keeps its MIG request")

@@ -18,6 +18,7 @@ from webhook.core.capacity import CapacityChoice, CapacityRead, prefer_free
 from webhook.core.catalog import MigProfile
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
 from webhook.core.errors import BadObject
+from webhook.core.gpu_requests import pod_requests
 from webhook.core.outcomes import Action
 from webhook.core.policy import Policy, Pool, WorkloadClass
 from webhook.core.quantity import parse_quantity
@@ -245,6 +246,45 @@ def _rewrite_message(pool: Pool, profile: MigProfile, need: MemoryNeed | None, r
     return f"{target} on pool {pool.name} ({pool.model.key}) for {names}: {why}"
 
 
+# Annotations that state a pod's memory need (the CEL matchConditions in manifests/ call the
+# webhook for a pod that already asks for MIG slices when it carries one of them).
+STATED_NEED = (ann.MODEL_SIZE, ann.GPU_MEMORY, ann.MODEL)
+
+
+def _held_slices(pod: dict[str, Any], annotations: dict[str, Any], policy: Policy) -> Decision:
+    """A pod that already asks for MIG slices is not rewritten; when it also states its need,
+    say whether each of its slices holds it (a warning only: the pod is admitted as it is)."""
+    if not any(a in annotations for a in STATED_NEED):
+        return Decision("ignore")
+    # App containers only, as the matchConditions select (an init container's slice is brief).
+    app = {"spec": {"containers": (pod.get("spec") or {}).get("containers") or []}}
+    profiles = sorted(r[len(MIG_RESOURCE_PREFIX) :] for r in pod_requests(app) if r.startswith(MIG_RESOURCE_PREFIX))
+    if not profiles:
+        return Decision("ignore")
+    try:
+        need = estimate_need(annotations, policy)
+    except ann.InvalidAnnotation as err:
+        return Decision("unchanged", message=f"{err}; the pod keeps its MIG request")
+    if need is None:
+        return Decision("ignore")
+    notes = []
+    for name in profiles:
+        found = policy.pool_by_profile.get(name)
+        resource = MIG_RESOURCE_PREFIX + name
+        if found is None:
+            notes.append(f"{resource}: no pool of the policy offers {name}, so whether it holds the need is unknown")
+        elif need.fits(found[1]):
+            notes.append(f"{resource} holds the stated need: {describe_fit(need, found[1])}")
+        else:
+            smallest = choose_pool(need, policy.pools)
+            better = f"; {smallest.profile.name} is the smallest that does" if smallest else ""
+            usable = format_gib(found[1].memory_mib * 1024 * 1024)
+            notes.append(
+                f"{resource} ({usable} usable) does not hold the stated need: {describe_excess(need, found[1])}{better}"
+            )
+    return Decision("unchanged", message="; ".join(notes), need=need)
+
+
 def decide(pod: dict[str, Any], policy: Policy, capacity: CapacityRead | None = None) -> Decision:
     """What to do with ``pod`` (a raw Pod dict) under ``policy``. Raises BadObject only
     for a malformed pod; invalid annotations become a deny or warning per the policy.
@@ -259,7 +299,7 @@ def decide(pod: dict[str, Any], policy: Policy, capacity: CapacityRead | None = 
         bad_skip = err  # refused below like any bad annotation, if the pod asks for a GPU
     containers = gpu_containers(pod)
     if not containers:
-        return Decision("ignore")
+        return _held_slices(pod, annotations, policy)
 
     single = tuple(ref for ref, _, number in containers if number == 1)
     warnings = tuple(ann.unknown_keys(annotations)) + tuple(
