@@ -1,0 +1,144 @@
+"""DRA clusters on the real v1.36.3 control plane: the DeviceClasses `gpu-rightsizer dra
+deviceclasses` prints let the scheduler serve the webhook's `nvidia.com/mig-<profile>`
+requests from MIG devices published in a ResourceSlice shaped like NVIDIA's DRA driver's
+(kubernetes-sigs/dra-driver-nvidia-gpu), on a node that advertises no MIG resource at all.
+
+There is no kubelet: binding the pod, with a ResourceClaim the scheduler created and
+allocated, is the proof. `gpu-rightsizer catalog --from-cluster` then reads the slices.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from controlplane import wait_for
+
+from webhook.cli.main import main
+
+NAMESPACE = "dra-e2e"
+NODE = "dra-node-1"
+DRIVER = "gpu.nvidia.com"
+PRODUCT = "NVIDIA H100 80GB HBM3"  # NVML's name, as the driver's productName attribute carries it
+# Two 1g.10gb devices, one 3g.40gb; memory as the driver reports it (MemorySizeMB MiB, in
+# bytes; here with an older driver's 9984 MiB for 1g.10gb, below the catalog's 10240 - 256).
+DEVICES = [("mig-0-1g-0", "1g.10gb", "9984Mi"), ("mig-0-1g-1", "1g.10gb", "9984Mi"), ("mig-0-3g-4", "3g.40gb", "40448Mi")]
+
+
+def _slice() -> dict:
+    def device(name: str, profile: str, memory: str) -> dict:
+        return {
+            "name": name,
+            "attributes": {
+                "type": {"string": "mig"},
+                "profile": {"string": profile},
+                "productName": {"string": PRODUCT},
+                "parentUUID": {"string": "GPU-00000000-0000-0000-0000-000000000001"},
+            },
+            "capacity": {"memory": {"value": memory}},
+        }
+
+    return {
+        "apiVersion": "resource.k8s.io/v1",
+        "kind": "ResourceSlice",
+        "metadata": {"name": f"{NODE}-{DRIVER}"},
+        "spec": {
+            "driver": DRIVER,
+            "nodeName": NODE,
+            "pool": {"name": NODE, "generation": 1, "resourceSliceCount": 1},
+            "devices": [device(*d) for d in DEVICES],
+        },
+    }
+
+
+def _pod(name: str, profile: str) -> dict:
+    # What the webhook's rewrite leaves in a pod: a limit on nvidia.com/mig-<profile>.
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": NODE},
+            "containers": [{"name": "c", "image": "x", "resources": {"limits": {f"nvidia.com/mig-{profile}": "1"}}}],
+        },
+    }
+
+
+def _device_classes(capsys) -> list[dict]:
+    code = main(["dra", "deviceclasses"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def _claims_of(cp, pod: str) -> list[dict]:
+    claims = cp.get_json("resourceclaims", "-n", NAMESPACE)["items"]
+    return [
+        c
+        for c in claims
+        if any(ref.get("kind") == "Pod" and ref.get("name") == pod for ref in c["metadata"].get("ownerReferences", []))
+    ]
+
+
+@pytest.fixture
+def dra_cluster(control_plane):
+    """The plane, cleaned afterwards: other e2e tests share it, and with these DeviceClasses
+    and this node their nvidia.com/mig-* pods could be bound here."""
+    cp = control_plane
+    try:
+        yield cp
+    finally:
+        cp.kubectl("delete", "namespace", NAMESPACE, "--wait=false", "--ignore-not-found", check=False)
+        cp.kubectl("delete", "deviceclass", "-l", "app.kubernetes.io/part-of=gpu-rightsizer", check=False)
+        cp.kubectl("delete", "resourceslice", f"{NODE}-{DRIVER}", "--ignore-not-found", check=False)
+        cp.kubectl("delete", "node", NODE, "--ignore-not-found", check=False)
+
+
+def test_dra_extended_resource_serves_mig_requests(dra_cluster, capsys):
+    cp = dra_cluster
+    # The feature gates: the API serves DeviceClass.spec.extendedResourceName (DRAExtendedResource).
+    explained = cp.kubectl("explain", "deviceclass.spec.extendedResourceName")
+    assert "extendedResourceName" in explained.stdout
+    cp.create_namespace(NAMESPACE)
+    node = cp.make_fake_gpu_node(NODE, labels={"kubernetes.io/hostname": NODE})
+    assert not [r for r in node["status"]["allocatable"] if r.startswith("nvidia.com/")]
+    cp.apply(_slice())
+    classes = _device_classes(capsys)
+    assert {c["spec"]["extendedResourceName"] for c in classes} >= {"nvidia.com/mig-1g.10gb", "nvidia.com/mig-3g.40gb"}
+    cp.apply(*classes)
+    stored = cp.get_json("deviceclass", "mig-1g.10gb.gpu.nvidia.com")
+    assert stored["spec"]["extendedResourceName"] == "nvidia.com/mig-1g.10gb"
+
+    for name, profile in [("small-1", "1g.10gb"), ("small-2", "1g.10gb"), ("medium-1", "3g.40gb")]:
+        cp.apply(_pod(name, profile))
+
+    devices = {name: profile for name, profile, _ in DEVICES}
+    for name, profile in [("small-1", "1g.10gb"), ("small-2", "1g.10gb"), ("medium-1", "3g.40gb")]:
+        wait_for(
+            lambda name=name: cp.get_json("pod", name, "-n", NAMESPACE)["spec"].get("nodeName") == NODE,
+            60,
+            message=f"pod {name} bound to {NODE}",
+        )
+        (claim,) = _claims_of(cp, name)
+        results = claim["status"]["allocation"]["devices"]["results"]
+        assert [(r["driver"], r["pool"]) for r in results] == [(DRIVER, NODE)]
+        assert devices[results[0]["device"]] == profile, (name, results)
+    # Each 1g.10gb pod got its own device.
+    smalls = {_claims_of(cp, n)[0]["status"]["allocation"]["devices"]["results"][0]["device"] for n in ("small-1", "small-2")}
+    assert smalls == {"mig-0-1g-0", "mig-0-1g-1"}
+
+    # No free 1g.10gb device is left: the third stays Pending with the scheduler's reason.
+    cp.apply(_pod("small-3", "1g.10gb"))
+
+    def unschedulable() -> str | None:
+        pod = cp.get_json("pod", "small-3", "-n", NAMESPACE)
+        for cond in pod.get("status", {}).get("conditions", []):
+            if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+                return cond.get("message", "")
+        return None
+
+    wait_for(unschedulable, 60, message="pod small-3 reported unschedulable")
+    pod = cp.get_json("pod", "small-3", "-n", NAMESPACE)
+    assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
+    assert "cannot allocate all claims" in unschedulable(), json.dumps(pod["status"])
