@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from webhook.certs.bundle import service_dns_names
 from webhook.cli.dra import render as render_device_classes
-from webhook.core.dra import device_classes
 from webhook.core.decision import decide
+from webhook.core.dra import device_classes
 from webhook.core.policy import default_policy, default_policy_text, parse_policy_yaml
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,11 @@ DRIVER = "gpu.nvidia.com"
 PRODUCT = "NVIDIA H100 80GB HBM3"  # NVML's name, as the driver's productName attribute carries it
 # Two 1g.10gb devices, one 3g.40gb; memory as the driver reports it (MemorySizeMB MiB, in
 # bytes; here with an older driver's 9984 MiB for 1g.10gb, below the catalog's 10240 - 256).
-DEVICES = [("mig-0-1g-0", "1g.10gb", "9984Mi"), ("mig-0-1g-1", "1g.10gb", "9984Mi"), ("mig-0-3g-4", "3g.40gb", "40448Mi")]
+DEVICES = [
+    ("mig-0-1g-0", "1g.10gb", "9984Mi"),
+    ("mig-0-1g-1", "1g.10gb", "9984Mi"),
+    ("mig-0-3g-4", "3g.40gb", "40448Mi"),
+]
 
 
 def _slice() -> dict:
@@ -125,7 +129,9 @@ def test_dra_extended_resource_serves_mig_requests(dra_cluster, capsys):
         assert [(r["driver"], r["pool"]) for r in results] == [(DRIVER, NODE)]
         assert devices[results[0]["device"]] == profile, (name, results)
     # Each 1g.10gb pod got its own device.
-    smalls = {_claims_of(cp, n)[0]["status"]["allocation"]["devices"]["results"][0]["device"] for n in ("small-1", "small-2")}
+    smalls = {
+        _claims_of(cp, n)[0]["status"]["allocation"]["devices"]["results"][0]["device"] for n in ("small-1", "small-2")
+    }
     assert smalls == {"mig-0-1g-0", "mig-0-1g-1"}
 
     # No free 1g.10gb device is left: the third stays Pending with the scheduler's reason.
