@@ -22,11 +22,12 @@ NODE = "dra-node-1"
 DRIVER = "gpu.nvidia.com"
 PRODUCT = "NVIDIA H100 80GB HBM3"  # NVML's name, as the driver's productName attribute carries it
 # Two 1g.10gb devices, one 3g.40gb; memory as the driver reports it (MemorySizeMB MiB, in
-# bytes; here with an older driver's 9984 MiB for 1g.10gb, below the catalog's 10240 - 256).
+# bytes): 1g.10gb as the catalog has it (9984 MiB, driver 580), 3g.40gb 256 MiB less, as an
+# older driver might report it, for `catalog --from-cluster` to find.
 DEVICES = [
     ("mig-0-1g-0", "1g.10gb", "9984Mi"),
     ("mig-0-1g-1", "1g.10gb", "9984Mi"),
-    ("mig-0-3g-4", "3g.40gb", "40448Mi"),
+    ("mig-0-3g-4", "3g.40gb", "40192Mi"),
 ]
 
 
@@ -148,3 +149,16 @@ def test_dra_extended_resource_serves_mig_requests(dra_cluster, capsys):
     pod = cp.get_json("pod", "small-3", "-n", NAMESPACE)
     assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
     assert "cannot allocate all claims" in unschedulable(), json.dumps(pod["status"])
+
+    # The live catalog reads the same slice: per product and profile, the memory the
+    # driver reports, and where it differs from the built-in catalog.
+    code = main(["catalog", "--from-cluster", "--kubeconfig", str(cp.kubeconfig)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = [line.split() for line in out.splitlines() if line.startswith(PRODUCT)]
+    product_words = len(PRODUCT.split())
+    rows = [(row[product_words], *row[product_words + 1 :]) for row in rows]
+    assert ("1g.10gb", "9984", "9984", "2", "ResourceSlice") in rows, out
+    assert ("3g.40gb", "40192", "40448", "1", "ResourceSlice") in rows, out
+    assert f"differs: {PRODUCT} 3g.40gb: driver reports 40192 MiB, catalog 40448 MiB (-256 MiB)" in out
+    assert f"differs: {PRODUCT} 1g.10gb" not in out

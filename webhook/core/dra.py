@@ -21,8 +21,10 @@ What this relies on:
   (cmd/gpu-kubelet-plugin: CommonAttributesMig, CommonCapacitiesMig; MigDeviceInfo.GetDevice
   in deviceinfo.go). Whole GPUs carry `type` = "gpu". Unqualified attribute names are in
   the driver's domain, so CEL reads them as `device.attributes['gpu.nvidia.com'].profile`.
-- The driver maps no per-profile extended resource itself (issue #939 there: "nothing is
-  automated by the driver today"), hence these classes.
+- The driver's Helm chart sets `extendedResourceName: nvidia.com/gpu` on its own
+  `gpu.nvidia.com` DeviceClass (whole GPUs), but per-profile MIG classes are admin
+  configuration: "Nothing is automated by the driver today" (dra-driver-nvidia-gpu issue
+  #939; examples in its PR #940, demo/specs/extended-resources/), hence these classes.
 
 The profile attribute is the bare profile name, the same string on every GPU model that
 offers it (A100-80GB's and H100-80GB's `1g.10gb` alike), so one class per profile name
@@ -33,11 +35,12 @@ device-plugin clusters.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core.constants import MIG_RESOURCE_PREFIX
+from webhook.core.catalog import Catalog, GpuModel
+from webhook.core.constants import MIG_RESOURCE_PREFIX, PRODUCT_LABEL
 from webhook.core.policy import Policy
 
 DRIVER = "gpu.nvidia.com"
@@ -140,7 +143,7 @@ def _attr(device: dict[str, Any], name: str, driver: str) -> Any:
     return None
 
 
-def _memory_mib(device: dict[str, Any], parse_quantity: Any) -> int | None:
+def _memory_mib(device: dict[str, Any], parse_quantity: Callable[[str], Any]) -> int | None:
     value = ((device.get("capacity") or {}).get("memory") or {}).get("value")
     if value is None:
         return None
@@ -148,7 +151,7 @@ def _memory_mib(device: dict[str, Any], parse_quantity: Any) -> int | None:
 
 
 def profiles_from_slices(
-    slices: Iterable[dict[str, Any]], parse_quantity: Any, driver: str = DRIVER
+    slices: Iterable[dict[str, Any]], parse_quantity: Callable[[str], Any], driver: str = DRIVER
 ) -> list[SeenProfile]:
     """The MIG profiles per product in ``driver``'s ResourceSlices, grouped by (productName,
     profile, memory): devices of one profile whose driver reports different memory are
@@ -172,3 +175,71 @@ def profiles_from_slices(
         SeenProfile(product, profile, memory, count, "ResourceSlice")
         for (product, profile, memory), count in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1]))
     ]
+
+
+def profiles_from_nodes(nodes: Iterable[dict[str, Any]]) -> list[SeenProfile]:
+    """The MIG profiles per product on device-plugin nodes: GFD's product label and the
+    node's allocatable nvidia.com/mig-<profile> (which says nothing of memory)."""
+    counts: dict[tuple[str, str], int] = {}
+    for node in nodes:
+        product = ((node.get("metadata") or {}).get("labels") or {}).get(PRODUCT_LABEL)
+        if not product:
+            continue
+        for resource, amount in ((node.get("status") or {}).get("allocatable") or {}).items():
+            if resource.startswith(MIG_RESOURCE_PREFIX):
+                profile = resource[len(MIG_RESOURCE_PREFIX) :]
+                try:
+                    count = int(str(amount))
+                except ValueError:
+                    continue
+                counts[(product, profile)] = counts.get((product, profile), 0) + count
+    return [SeenProfile(product, profile, None, count, "node") for (product, profile), count in sorted(counts.items())]
+
+
+_GFD_SUFFIX = re.compile(r"-(SHARED|MIG-[^ ]+)$")
+
+
+def catalog_model(product: str, catalog: Catalog) -> GpuModel | None:
+    """The catalog model of a product name as a cluster shows it: GFD's label (its
+    `-SHARED` suffix on time-sliced nodes and `-MIG-<profile>` on single-strategy nodes
+    stripped; both may appear, in either order of stripping) or NVML's name as the DRA
+    driver's productName carries it, with spaces where GFD writes dashes."""
+    name = product.strip().replace(" ", "-")
+    while True:
+        stripped = _GFD_SUFFIX.sub("", name)
+        if stripped == name:
+            break
+        name = stripped
+    return catalog.lookup(name)
+
+
+@dataclass(frozen=True)
+class Difference:
+    product: str
+    profile: str
+    what: str
+
+
+def compare_with_catalog(seen: Iterable[SeenProfile], catalog: Catalog) -> list[Difference]:
+    """Where what a cluster reports differs from the built-in catalog: an unknown product,
+    a profile the catalog's model lacks, or memory other than the catalog's (less memory
+    means a slice sized by the catalog may not hold what the webhook promised)."""
+    found = []
+    for item in seen:
+        model = catalog_model(item.product, catalog)
+        if model is None:
+            found.append(Difference(item.product, item.profile, "product not in the built-in catalog"))
+            continue
+        profile = model.profile(item.profile)
+        if profile is None:
+            found.append(Difference(item.product, item.profile, f"{model.key} has no such profile in the catalog"))
+        elif item.memory_mib is not None and item.memory_mib != profile.memory_mib:
+            delta = item.memory_mib - profile.memory_mib
+            found.append(
+                Difference(
+                    item.product,
+                    item.profile,
+                    f"driver reports {item.memory_mib} MiB, catalog {profile.memory_mib} MiB ({delta:+d} MiB)",
+                )
+            )
+    return found
