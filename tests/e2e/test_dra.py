@@ -4,30 +4,37 @@ requests from MIG devices published in a ResourceSlice shaped like NVIDIA's DRA 
 (kubernetes-sigs/dra-driver-nvidia-gpu), on a node that advertises no MIG resource at all.
 
 There is no kubelet: binding the pod, with a ResourceClaim the scheduler created and
-allocated, is the proof. `gpu-rightsizer catalog --from-cluster` then reads the slices.
+allocated, is the proof. `gpu-rightsizer catalog --from-cluster` then reads the slices, and
+a whole-GPU pod sent through the real webhook (`gpu-rightsizer serve` on loopback, as in
+test_webhook.py) is rewritten as on a device-plugin cluster and bound to a DRA device.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
 import yaml
 from controlplane import wait_for
+from test_webhook import PRIORITY_CLASSES, Webhook, gpu_pod, project_webhook_configuration
 
 from webhook.cli.main import main
 
 NAMESPACE = "dra-e2e"
+WEBHOOK_NAMESPACE = "dra-e2e-rightsized"  # opted in to the webhook
 NODE = "dra-node-1"
 DRIVER = "gpu.nvidia.com"
 PRODUCT = "NVIDIA H100 80GB HBM3"  # NVML's name, as the driver's productName attribute carries it
-# Two 1g.10gb devices, one 3g.40gb; memory as the driver reports it (MemorySizeMB MiB, in
+# Two 1g.10gb devices, one 3g.40gb, one 1g.20gb; memory as the driver reports it (MemorySizeMB MiB, in
 # bytes): 1g.10gb as the catalog has it (9984 MiB, driver 580), 3g.40gb 256 MiB less, as an
 # older driver might report it, for `catalog --from-cluster` to find.
 DEVICES = [
     ("mig-0-1g-0", "1g.10gb", "9984Mi"),
     ("mig-0-1g-1", "1g.10gb", "9984Mi"),
     ("mig-0-3g-4", "3g.40gb", "40192Mi"),
+    ("mig-1-1g20-0", "1g.20gb", "20096Mi"),  # for the pod the webhook rewrites (a 7b model: 1g.20gb)
 ]
 
 
@@ -86,15 +93,27 @@ def _claims_of(cp, pod: str) -> list[dict]:
     ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def dra_cluster(control_plane):
-    """The plane, cleaned afterwards: other e2e tests share it, and with these DeviceClasses
-    and this node their nvidia.com/mig-* pods could be bound here."""
+    """A node with no MIG allocatable, GFD's labels (the default policy's node affinity reads
+    them), the driver-shaped ResourceSlice and the generated DeviceClasses; all removed
+    afterwards: other e2e tests share the plane, and their nvidia.com/mig-* pods could be
+    bound here."""
     cp = control_plane
     try:
+        cp.create_namespace(NAMESPACE)
+        labels = {
+            "kubernetes.io/hostname": NODE,
+            "nvidia.com/mig.capable": "true",
+            "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+        }
+        node = cp.make_fake_gpu_node(NODE, labels=labels)
+        assert not [r for r in node["status"]["allocatable"] if r.startswith("nvidia.com/")]
+        cp.apply(_slice())
         yield cp
     finally:
-        cp.kubectl("delete", "namespace", NAMESPACE, "--wait=false", "--ignore-not-found", check=False)
+        for namespace in (NAMESPACE, WEBHOOK_NAMESPACE):
+            cp.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
         cp.kubectl("delete", "deviceclass", "-l", "app.kubernetes.io/part-of=gpu-rightsizer", check=False)
         cp.kubectl("delete", "resourceslice", f"{NODE}-{DRIVER}", "--ignore-not-found", check=False)
         cp.kubectl("delete", "node", NODE, "--ignore-not-found", check=False)
@@ -105,10 +124,6 @@ def test_dra_extended_resource_serves_mig_requests(dra_cluster, capsys):
     # The feature gates: the API serves DeviceClass.spec.extendedResourceName (DRAExtendedResource).
     explained = cp.kubectl("explain", "deviceclass.spec.extendedResourceName")
     assert "extendedResourceName" in explained.stdout
-    cp.create_namespace(NAMESPACE)
-    node = cp.make_fake_gpu_node(NODE, labels={"kubernetes.io/hostname": NODE})
-    assert not [r for r in node["status"]["allocatable"] if r.startswith("nvidia.com/")]
-    cp.apply(_slice())
     classes = _device_classes(capsys)
     assert {c["spec"]["extendedResourceName"] for c in classes} >= {"nvidia.com/mig-1g.10gb", "nvidia.com/mig-3g.40gb"}
     cp.apply(*classes)
@@ -160,5 +175,49 @@ def test_dra_extended_resource_serves_mig_requests(dra_cluster, capsys):
     rows = [(row[product_words], *row[product_words + 1 :]) for row in rows]
     assert ("1g.10gb", "9984", "9984", "2", "ResourceSlice") in rows, out
     assert ("3g.40gb", "40192", "40448", "1", "ResourceSlice") in rows, out
+    assert ("1g.20gb", "20096", "20096", "1", "ResourceSlice") in rows, out
     assert f"differs: {PRODUCT} 3g.40gb: driver reports 40192 MiB, catalog 40448 MiB (-256 MiB)" in out
     assert f"differs: {PRODUCT} 1g.10gb" not in out
+
+
+def test_the_webhooks_rewrite_is_served_by_dra(dra_cluster, tmp_path):
+    cp = dra_cluster
+    # The classes are applied by the test above; apply them again so this one stands alone.
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["dra", "deviceclasses"]) == 0
+    cp.kubectl("apply", "-f", "-", input=out.getvalue())
+    server = Webhook(tmp_path)
+    server.start()
+    config = project_webhook_configuration(server.url, server.cert.ca_bundle_b64)
+    try:
+        cp.kubectl("apply", "-f", str(PRIORITY_CLASSES))
+        cp.apply(config)
+        cp.create_namespace(WEBHOOK_NAMESPACE)
+        cp.kubectl("label", "namespace", WEBHOOK_NAMESPACE, "gpu-rightsizer.io/enabled=true")
+        pod = gpu_pod("llm-7b")  # nvidia.com/gpu: 1, a 7b model: the webhook picks 1g.20gb
+
+        def rewritten(*extra: str):
+            done = cp.kubectl(
+                "apply", "-n", WEBHOOK_NAMESPACE, *extra, "-f", "-", input=yaml.safe_dump(pod), check=False
+            )
+            return done if done.returncode == 0 and "-> nvidia.com/mig-1g.20gb" in done.stderr else None
+
+        # Wait until the API server calls the webhook (a server-side dry run persists nothing).
+        wait_for(lambda: rewritten("--dry-run=server"), 60, message="the webhook to take effect")
+        result = rewritten()
+        assert result is not None
+        assert "nvidia.com/gpu: 1 -> nvidia.com/mig-1g.20gb" in result.stderr, result.stderr
+        stored = cp.get_json("pod", "llm-7b", "-n", WEBHOOK_NAMESPACE)
+        assert stored["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/mig-1g.20gb"] == "1"
+        wait_for(
+            lambda: cp.get_json("pod", "llm-7b", "-n", WEBHOOK_NAMESPACE)["spec"].get("nodeName") == NODE,
+            60,
+            message=f"the rewritten pod bound to {NODE}",
+        )
+        claims = cp.get_json("resourceclaims", "-n", WEBHOOK_NAMESPACE)["items"]
+        (claim,) = [c for c in claims if c["metadata"]["name"].startswith("llm-7b-extended-resources-")]
+        results = claim["status"]["allocation"]["devices"]["results"]
+        assert [(r["driver"], r["pool"], r["device"]) for r in results] == [(DRIVER, NODE, "mig-1-1g20-0")]
+    finally:
+        server.stop()
+        cp.kubectl("delete", "mutatingwebhookconfiguration", config["metadata"]["name"], check=False)
