@@ -113,6 +113,9 @@ def dra_cluster(control_plane):
         yield cp
     finally:
         for namespace in (NAMESPACE, WEBHOOK_NAMESPACE):
+            # No kubelet ever confirms a bound pod's graceful deletion: force it, or the pods
+            # (and the opted-in namespace) linger Terminating and other tests (plan) read them.
+            cp.kubectl("delete", "pods", "--all", "-n", namespace, "--grace-period=0", "--force", check=False)
             cp.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
         cp.kubectl("delete", "deviceclass", "-l", "app.kubernetes.io/part-of=gpu-rightsizer", check=False)
         cp.kubectl("delete", "resourceslice", f"{NODE}-{DRIVER}", "--ignore-not-found", check=False)
