@@ -24,7 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from webhook.certs.bundle import service_dns_names
+from webhook.cli.dra import render as render_device_classes
 from webhook.core.decision import decide
+from webhook.core.dra import device_classes
 from webhook.core.policy import default_policy, default_policy_text, parse_policy_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,7 @@ KUSTOMIZATIONS = [
     "overlays/self-signed",
     "overlays/cert-manager",
     "optional/planner",
+    "optional/dra",
     # the optional/capacity and optional/quota Components, on the self-signed install
     "overlays/self-signed-capacity",
     "overlays/self-signed-quota",
@@ -101,7 +104,14 @@ def test_every_object_validates_against_kubernetes_schema(rendered, name):
 
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
 def test_namespaced_objects_are_in_the_webhook_namespace(rendered, name):
-    cluster_scoped = {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
+    cluster_scoped = {
+        "Namespace",
+        "PriorityClass",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "MutatingWebhookConfiguration",
+        "DeviceClass",
+    }
     for obj in rendered[name]:
         if obj["kind"] in cluster_scoped:
             assert "namespace" not in obj["metadata"]
@@ -180,6 +190,20 @@ def test_the_quota_component_reads_quotas_and_pods_and_turns_enforcement_on(rend
         "ClusterRoleBinding/gpu-rightsizer-quota",
     }
     assert rest == {o["kind"] + "/" + o["metadata"]["name"] for o in rendered["overlays/self-signed"]}
+
+
+def test_the_dra_device_classes_are_what_the_command_prints_for_the_base_policy(rendered):
+    # manifests/optional/dra/deviceclasses.yaml is generated: regenerate it with
+    #   gpu-rightsizer dra deviceclasses --policy manifests/base/policy.yaml > manifests/optional/dra/deviceclasses.yaml
+    policy = parse_policy_yaml((MANIFESTS / "base" / "policy.yaml").read_text())
+    expected = render_device_classes(device_classes(policy))
+    assert (MANIFESTS / "optional" / "dra" / "deviceclasses.yaml").read_text() == expected
+    objs = rendered["optional/dra"]
+    assert {o["kind"] for o in objs} == {"DeviceClass"}
+    profiles = [p.name for pool in policy.pools for p in pool.profiles]
+    assert [o["spec"]["extendedResourceName"] for o in objs] == [f"nvidia.com/mig-{p}" for p in profiles]
+    for obj in objs:
+        assert "namespace" not in obj["metadata"]
 
 
 # --- policy and PriorityClasses -----------------------------------------------------

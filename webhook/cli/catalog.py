@@ -1,4 +1,5 @@
-"""`gpu-rightsizer catalog [GPU_MODEL]`: the built-in MIG profiles."""
+"""`gpu-rightsizer catalog [GPU_MODEL]`: the built-in MIG profiles; `--from-cluster`: the
+profiles and memory a cluster's GPUs report, and where they differ from the built-in ones."""
 
 from __future__ import annotations
 
@@ -10,9 +11,88 @@ from webhook.core.catalog import builtin_catalog
 def add_arguments(parser) -> None:
     parser.add_argument("model", nargs="?", help="catalog key or GPU feature discovery product name")
     parser.add_argument("--sources", action="store_true", help="print each model's source")
+    parser.add_argument(
+        "--from-cluster",
+        action="store_true",
+        help="list the MIG profiles and memory the cluster reports (DRA ResourceSlices of gpu.nvidia.com, "
+        "else node labels and allocatable) and where they differ from the built-in catalog",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        help="kubeconfig file for --from-cluster (default: in-cluster, else $KUBECONFIG or ~/.kube/config)",
+    )
+
+
+def _read_cluster(kubeconfig: str | None) -> tuple[list[dict], list[dict], str | None]:
+    """ResourceSlices (none, with the reason, where the API does not serve them) and nodes."""
+    import os
+
+    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
+    from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
+
+    from webhook.planning.live import api_client, list_items
+
+    if kubeconfig is None and not os.path.exists(SERVICE_TOKEN_FILENAME):
+        kubeconfig = os.environ.get("KUBECONFIG") or os.path.expanduser(KUBE_CONFIG_DEFAULT_LOCATION)
+    api = api_client(kubeconfig)
+    try:
+        slices: list[dict] = []
+        note = None
+        try:
+            slices = list_items(api, "resource.k8s.io/v1", "ResourceSlice")
+        except Exception as err:  # noqa: BLE001 - no DRA API (older cluster) or no access: say so, read nodes
+            note = f"ResourceSlices not read ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+        return slices, list_items(api, "v1", "Node"), note
+    finally:
+        api.close()
+
+
+def run_from_cluster(kubeconfig: str | None) -> int:
+    from webhook.core import dra
+    from webhook.core.quantity import parse_quantity
+
+    try:
+        slices, nodes, note = _read_cluster(kubeconfig)
+    except Exception as err:  # noqa: BLE001 - the kubernetes client's many errors: name them
+        if not type(err).__module__.startswith(("kubernetes", "urllib3")) and not isinstance(err, OSError):
+            raise
+        print(
+            f"gpu-rightsizer catalog: cannot read the cluster: {type(err).__name__}: {str(err)[:300]}", file=sys.stderr
+        )
+        return 2
+    if note:
+        print(f"# {note}")
+    seen = dra.profiles_from_slices(slices, parse_quantity) + dra.profiles_from_nodes(nodes)
+    if not seen:
+        print(
+            "gpu-rightsizer catalog: the cluster reports no MIG device (no ResourceSlice of gpu.nvidia.com, "
+            "no node with nvidia.com/mig-* allocatable)",
+            file=sys.stderr,
+        )
+        return 1
+    catalog = builtin_catalog()
+    print(f"{'product':<36}{'profile':<16}{'memory MiB':>11}{'catalog MiB':>12}{'count':>7}  source")
+    for item in seen:
+        model = dra.catalog_model(item.product, catalog)
+        profile = model.profile(item.profile) if model else None
+        memory = "-" if item.memory_mib is None else str(item.memory_mib)
+        known = "-" if profile is None else str(profile.memory_mib)
+        print(f"{item.product:<36}{item.profile:<16}{memory:>11}{known:>12}{item.count:>7}  {item.source}")
+    differences = dra.compare_with_catalog(seen, catalog)
+    print()
+    if not differences:
+        print("Every profile and memory reported matches the built-in catalog.")
+    for diff in differences:
+        print(f"differs: {diff.product} {diff.profile}: {diff.what}")
+    return 0
 
 
 def run(args) -> int:
+    if args.from_cluster:
+        if args.model or args.sources:
+            print("gpu-rightsizer catalog: --from-cluster takes no GPU_MODEL or --sources", file=sys.stderr)
+            return 2
+        return run_from_cluster(args.kubeconfig)
     catalog = builtin_catalog()
     if args.model:
         model = catalog.lookup(args.model)

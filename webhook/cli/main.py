@@ -19,6 +19,7 @@ COMMANDS = {
     "certs": "webhook.cli.certs",
     "plan": "webhook.cli.plan",
     "quota": "webhook.cli.quota",
+    "dra": "webhook.cli.dra",
 }
 
 HELP = {
@@ -29,6 +30,7 @@ HELP = {
     "certs": "make the webhook's serving certificate and install it in a cluster",
     "plan": "plan MIG layouts for a demand: mig-parted config, node labels, density report",
     "quota": "print the MIG ResourceQuota items that bound a namespace as its nvidia.com/gpu quota meant to",
+    "dra": "Dynamic Resource Allocation: DeviceClasses that serve nvidia.com/mig-<profile> from DRA devices",
 }
 
 
