@@ -232,7 +232,8 @@ class ClusterWatch:
                         "fields": {"kind": kind, "error": f"{type(err).__name__}: {str(err)[:300]}", "retry_s": backoff}
                     },
                 )
-                self._stop.wait(backoff * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
+                # Jitter, not a secret: the standard generator is right here.
+                self._stop.wait(backoff * (0.5 + random.random()))  # noqa: S311  # nosec B311
                 backoff = min(BACKOFF_MAX, backoff * 2)
 
     def _watch(self, kind: str, rv: str) -> str:
