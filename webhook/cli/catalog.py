@@ -25,16 +25,10 @@ def add_arguments(parser) -> None:
 
 def _read_cluster(kubeconfig: str | None) -> tuple[list[dict], list[dict], str | None]:
     """ResourceSlices (none, with the reason, where the API does not serve them) and nodes."""
-    import os
+    from webhook.cli.common import cluster_client
+    from webhook.planning.live import list_items
 
-    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
-    from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
-
-    from webhook.planning.live import api_client, list_items
-
-    if kubeconfig is None and not os.path.exists(SERVICE_TOKEN_FILENAME):
-        kubeconfig = os.environ.get("KUBECONFIG") or os.path.expanduser(KUBE_CONFIG_DEFAULT_LOCATION)
-    api = api_client(kubeconfig)
+    api = cluster_client(kubeconfig)
     try:
         slices: list[dict] = []
         note = None

@@ -79,3 +79,19 @@ def capacity_view_or_exit(snapshot: str | None, kubeconfig: str | None):
         print(f"gpu-rightsizer: cannot read the cluster: {type(err).__name__}: {str(err)[:300]}", file=sys.stderr)
         raise SystemExit(2) from None
     return build_view(nodes, pods, time.time())
+
+
+def cluster_client(kubeconfig: str | None):
+    """A Kubernetes API client: ``--kubeconfig``, else in-cluster when running in a pod, else
+    the default kubeconfig ($KUBECONFIG or ~/.kube/config, as kubectl reads it: the
+    client's own KUBE_CONFIG_DEFAULT_LOCATION)."""
+    import os
+
+    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
+    from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
+
+    from webhook.planning.live import api_client
+
+    if kubeconfig is None and not os.path.exists(SERVICE_TOKEN_FILENAME):
+        kubeconfig = os.path.expanduser(KUBE_CONFIG_DEFAULT_LOCATION)
+    return api_client(kubeconfig)

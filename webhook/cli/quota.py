@@ -9,13 +9,12 @@ what that bound does and does not guarantee.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 import yaml
 
-from webhook.cli.common import add_policy_argument, policy_or_exit
+from webhook.cli.common import add_policy_argument, cluster_client, policy_or_exit
 from webhook.core.catalog import MigProfile
 from webhook.core.constants import PREFIX
 from webhook.core.policy import Policy
@@ -83,14 +82,9 @@ def _read_file(path: str) -> list[dict[str, Any]]:
 
 
 def _read_namespace(namespace: str, kubeconfig: str | None) -> list[dict[str, Any]]:
-    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
-    from kubernetes.config.kube_config import KUBE_CONFIG_DEFAULT_LOCATION
+    from webhook.planning.live import list_items
 
-    from webhook.planning.live import api_client, list_items
-
-    if kubeconfig is None and not os.path.exists(SERVICE_TOKEN_FILENAME):
-        kubeconfig = os.path.expanduser(KUBE_CONFIG_DEFAULT_LOCATION)
-    return list_items(api_client(kubeconfig), "v1", "ResourceQuota", namespace=namespace)
+    return list_items(cluster_client(kubeconfig), "v1", "ResourceQuota", namespace=namespace)
 
 
 def run(args) -> int:
