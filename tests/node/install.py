@@ -53,3 +53,26 @@ def install(plane, image: str, overlay: str, workdir: Path) -> tuple[Path, float
 
 def uninstall(plane, overlay: Path) -> None:
     plane.kubectl("delete", "-k", str(overlay), "--wait=true", "--ignore-not-found", timeout=240)
+
+
+def sleeping_gpu_pod(name: str, namespace: str, image: str, annotations: dict[str, str]) -> dict:
+    """A pod as an ML engineer writes it: one whole GPU, its sizing annotations, and a
+    container that just waits (the project image has python3)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations)},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                }
+            ],
+        },
+    }

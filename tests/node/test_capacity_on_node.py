@@ -11,7 +11,7 @@ import time
 import pytest
 from cluster import LAYOUT
 from controlplane import wait_for
-from install import NS, install, uninstall
+from install import NS, install, sleeping_gpu_pod, uninstall
 
 A = "gpu-rightsizer.io/"
 TEAM = "cap-team"
@@ -21,24 +21,7 @@ BURST_LAYOUT = {"nvidia.com/mig-1g.10gb": 3, "nvidia.com/mig-2g.20gb": 2, "nvidi
 
 def pod(name: str, image: str) -> dict:
     # 5 GiB fits every H100 profile: the smallest is 1g.10gb.
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": TEAM, "annotations": {A + "gpu-memory": "5Gi"}},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
-                    "resources": {"limits": {"nvidia.com/gpu": 1}},
-                }
-            ],
-        },
-    }
+    return sleeping_gpu_pod(name, TEAM, image, {A + "gpu-memory": "5Gi"})
 
 
 def stored(plane, name: str) -> dict:

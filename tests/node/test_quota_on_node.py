@@ -10,7 +10,7 @@ import time
 
 import pytest
 from controlplane import wait_for
-from install import NS, install, uninstall
+from install import NS, install, sleeping_gpu_pod, uninstall
 
 A = "gpu-rightsizer.io/"
 TEAM = "quota-team"
@@ -18,24 +18,7 @@ TEAM = "quota-team"
 
 def pod(name: str, image: str, model_size: str = "13b") -> dict:
     # 13b fp16 x 1.2 needs a 3g.40gb on the default H100 pool: half a GPU each.
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": TEAM, "annotations": {A + "model-size": model_size}},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
-                    "resources": {"limits": {"nvidia.com/gpu": 1}},
-                }
-            ],
-        },
-    }
+    return sleeping_gpu_pod(name, TEAM, image, {A + "model-size": model_size})
 
 
 @pytest.fixture(scope="module")
