@@ -3,6 +3,7 @@ of manifests/, `kustomize edit set image` in the overlay applied, `kubectl apply
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -76,3 +77,17 @@ def sleeping_gpu_pod(name: str, namespace: str, image: str, annotations: dict[st
             ],
         },
     }
+
+
+POLICY_CONFIGMAP = "gpu-rightsizer-policy"
+
+
+def policy_text(plane) -> str:
+    return plane.get_json("configmap", POLICY_CONFIGMAP, "-n", NS)["data"]["policy.yaml"]
+
+
+def set_policy(plane, text: str) -> None:
+    """Edit the policy ConfigMap as `kubectl edit` would; the kubelet's volume update and
+    the servers' reload take it from there."""
+    patch = json.dumps({"data": {"policy.yaml": text}})
+    plane.kubectl("patch", "configmap", POLICY_CONFIGMAP, "-n", NS, "--type=merge", "-p", patch)

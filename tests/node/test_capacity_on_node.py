@@ -11,7 +11,7 @@ import time
 import pytest
 from cluster import LAYOUT
 from controlplane import wait_for
-from install import NS, install, sleeping_gpu_pod, uninstall
+from install import install, policy_text, set_policy, sleeping_gpu_pod, uninstall
 
 A = "gpu-rightsizer.io/"
 TEAM = "cap-team"
@@ -79,11 +79,8 @@ def test_one_after_another_the_smallest_free_fitting_profile_and_all_run(node, c
 def test_with_the_mode_off_the_third_waits_for_its_static_slice(node, capacity_installed):
     plane, image = node.plane, node.image.name
     clean_namespace(plane)
-    policy = plane.get_json("configmap", "gpu-rightsizer-policy", "-n", NS)["data"]["policy.yaml"]
-    plane.kubectl(
-        "patch", "configmap", "gpu-rightsizer-policy", "-n", NS, "--type=merge",
-        "-p", json.dumps({"data": {"policy.yaml": policy.replace("mode: prefer-free", 'mode: "off"')}}),
-    )  # fmt: skip
+    policy = policy_text(plane)
+    set_policy(plane, policy.replace("mode: prefer-free", 'mode: "off"'))
     probe = pod("probe", image)
     wait_for(
         lambda: (
@@ -102,10 +99,7 @@ def test_with_the_mode_off_the_third_waits_for_its_static_slice(node, capacity_i
     wait_for(lambda: stored(plane, "off-1")["status"]["phase"] == "Running", 120, interval=1, message="off-1 Running")
     time.sleep(5)
     assert stored(plane, "off-2")["status"]["phase"] == "Pending"
-    plane.kubectl(
-        "patch", "configmap", "gpu-rightsizer-policy", "-n", NS, "--type=merge",
-        "-p", json.dumps({"data": {"policy.yaml": policy}}),
-    )  # fmt: skip
+    set_policy(plane, policy)
     wait_for(
         lambda: (
             "capacity:"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from controlplane import wait_for
-from install import NS, install, sleeping_gpu_pod, uninstall
+from install import install, policy_text, set_policy, sleeping_gpu_pod, uninstall
 
 A = "gpu-rightsizer.io/"
 TEAM = "quota-team"
@@ -87,12 +87,9 @@ def test_enforced_up_to_one_gpu_worth_then_refused_with_the_figures(node, quota_
 
 def test_warn_mode_says_the_first_rewritten_pod_escapes_the_quota(node, quota_installed):
     plane, image = node.plane, node.image.name
-    policy = plane.get_json("configmap", "gpu-rightsizer-policy", "-n", NS)["data"]["policy.yaml"]
+    policy = policy_text(plane)
     warned = policy.replace("mode: gpu-equivalent", "mode: warn")
-    plane.kubectl(
-        "patch", "configmap", "gpu-rightsizer-policy", "-n", NS, "--type=merge",
-        "-p", json.dumps({"data": {"policy.yaml": warned}}),
-    )  # fmt: skip
+    set_policy(plane, warned)
     message = "no ResourceQuota there caps nvidia.com/mig-3g.40gb: this pod is not counted against that GPU quota"
     wait_for(
         lambda: message in create(plane, pod("probe", image), dry_run=True).stderr,

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from controlplane import wait_for
 from cryptography import x509
-from install import NS, install
+from install import NS, install, policy_text, set_policy
 from load import CreateLoad
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,7 +229,7 @@ def test_policy_change_is_followed_without_a_failed_admission(node, installed):
     """Case 5: edit the policy ConfigMap; the kubelet updates the projected volume and each
     server reloads it. Measures the seconds until every admission follows the new policy."""
     plane = node.plane
-    policy = plane.get_json("configmap", "gpu-rightsizer-policy", "-n", NS)["data"]["policy.yaml"]
+    policy = policy_text(plane)
     assert "overheadFactor: 1.2" in policy
     # 3b fp16 = 6 GB of weights: x1.2 fits 1g.10gb, x2.0 (12 GB) needs a 20 GB slice.
     changed = policy.replace("overheadFactor: 1.2", "overheadFactor: 2.0")
@@ -237,16 +237,7 @@ def test_policy_change_is_followed_without_a_failed_admission(node, installed):
         time.sleep(3)
         assert {o.profile for o in load.admitted} == {"1g.10gb"}
         edited = time.monotonic()
-        plane.kubectl(
-            "patch",
-            "configmap",
-            "gpu-rightsizer-policy",
-            "-n",
-            NS,
-            "--type=merge",
-            "-p",
-            json.dumps({"data": {"policy.yaml": changed}}),
-        )
+        set_policy(plane, changed)
 
         def all_new() -> bool:
             recent = [o for o in load.admitted if o.at > time.monotonic() - 2]
@@ -261,16 +252,7 @@ def test_policy_change_is_followed_without_a_failed_admission(node, installed):
         f"every admission {all_followed:.1f}s after it"
     )
     assert load.refused == [], load.refused[:5]
-    plane.kubectl(
-        "patch",
-        "configmap",
-        "gpu-rightsizer-policy",
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
-        json.dumps({"data": {"policy.yaml": policy}}),
-    )
+    set_policy(plane, policy)
     wait_for(
         lambda: (
             plane.kubectl(
