@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The session fixture (and so a cold build) is set up inside the first test
     # that uses it; give that one test a timeout that covers the build, so the
     # project-wide per-test timeout does not kill a cold CI run.
-    first = next((i for i in items if "control_plane" in getattr(i, "fixturenames", ())), None)
+    first = next((i for i in items if "control_plane_binaries" in getattr(i, "fixturenames", ())), None)
     if first is not None:
         first.add_marker(pytest.mark.timeout(BUILD_TIMEOUT_SECONDS + 600))
 
@@ -89,15 +89,21 @@ def _tail(text: str, lines: int = BUILD_OUTPUT_TAIL_LINES) -> str:
 
 
 @pytest.fixture(scope="session")
-def control_plane():
+def control_plane_binaries() -> Path:
+    """The bin dir of the built control plane (built on first use), for a module that runs
+    a plane of its own (e.g. one it restarts: test_capacity_watch_live.py)."""
+    return build_control_plane()
+
+
+@pytest.fixture(scope="session")
+def control_plane(control_plane_binaries):
     """A running etcd + kube-apiserver + kube-scheduler + kube-controller-manager.
 
     Yields a controlplane.ControlPlane: .kubeconfig, .server, .token, .ca_file,
     .kubectl(...), .apply(...), .get_json(...), .create_namespace(...),
     .make_fake_gpu_node(...). Tests share it: use unique namespace/node names.
     """
-    bin_dir = build_control_plane()
-    plane = ControlPlane(bin_dir, keep_workdir=os.environ.get("GPU_RIGHTSIZER_E2E_KEEP") == "1")
+    plane = ControlPlane(control_plane_binaries, keep_workdir=os.environ.get("GPU_RIGHTSIZER_E2E_KEEP") == "1")
     try:
         plane.start()
     except Exception as e:  # noqa: BLE001 - reported as a failure with the component logs

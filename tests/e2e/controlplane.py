@@ -413,12 +413,26 @@ class ControlPlane:
                 *self.apiserver_args,
             ],
         )
+        self._wait_apiserver_ready(apiserver)
 
+    def _wait_apiserver_ready(self, apiserver: ManagedProcess) -> None:
         def ready() -> bool:
             apiserver.check_alive()
             return self.ca_file.exists() and self._get("/readyz") == "ok"
 
         wait_for(ready, self.startup_timeout, message="kube-apiserver /readyz")
+
+    def restart_apiserver(self) -> float:
+        """Kill kube-apiserver and start it again with the same flags (port, certificates,
+        token, etcd), as a rollout or a crash would; its watch cache starts afresh at etcd's
+        current revision. Clients reconnect by themselves. Returns the seconds it took."""
+        started = time.monotonic()
+        index, old = next((i, c) for i, c in enumerate(self.components) if c.name == "kube-apiserver")
+        stop_all([old], grace=0.0)
+        log = old.log.with_name(f"kube-apiserver-{len(list(old.log.parent.glob('kube-apiserver*.log')))}.log")
+        self.components[index] = ManagedProcess.start(old.name, list(old.proc.args), log, cwd=self.workdir)
+        self._wait_apiserver_ready(self.components[index])
+        return time.monotonic() - started
 
     def _write_kubeconfig(self) -> None:
         self.kubeconfig = self.workdir / "kubeconfig"
