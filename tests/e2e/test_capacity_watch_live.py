@@ -18,6 +18,7 @@ import collections
 import contextlib
 import itertools
 import json
+import os
 import socket
 import ssl
 import sys
@@ -216,7 +217,7 @@ class LoopbackProxy:
 
 @pytest.fixture(scope="module")
 def plane(control_plane_binaries):
-    cp = ControlPlane(control_plane_binaries)
+    cp = ControlPlane(control_plane_binaries, keep_workdir=os.environ.get("GPU_RIGHTSIZER_E2E_KEEP") == "1")
     try:
         cp.start()
     except Exception as e:  # noqa: BLE001 - reported as a failure with the component logs
