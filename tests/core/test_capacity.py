@@ -12,7 +12,7 @@ from webhook.core import capacity as cap
 from webhook.core.decision import decide
 from webhook.core.errors import PolicyError
 from webhook.core.mutation import mutate_pod
-from webhook.core.policy import compile_policy, default_policy_text
+from webhook.core.policy import compile_policy, default_policy_text, profile_node_requirements
 from webhook.core.sizing import MemoryNeed
 
 PRODUCT = "NVIDIA-H100-80GB-HBM3"
@@ -122,9 +122,9 @@ def test_message_names_full_and_chosen():
     )
     assert d.capacity == "free"
     assert (
-        "capacity: 1g.10gb: 0 of 2 free in pool h100-80; 1g.20gb: 0 of 0 free in pool h100-80; "
-        "2g.20gb: 1 free in pool h100-80 -> nvidia.com/mig-2g.20gb"
+        "capacity: 1g.10gb: 0 of 2 free in pool h100-80; 2g.20gb: 1 free in pool h100-80 -> nvidia.com/mig-2g.20gb"
     ) in d.message
+    assert "1g.20gb" not in d.message  # no node offers it: not worth a word
     assert d.message in d.all_warnings
     mutated = mutate_pod(gpu_pod(), d, ON)
     assert mutated["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/mig-2g.20gb": "1"}
@@ -345,3 +345,63 @@ def test_tally_equals_fresh_build(resources):
     kept = [p for i, p in enumerate(pods) if i % 3]
     a, b = tally.snapshot(0.0), cap.build_view([node(alloc=LAYOUT)], kept, 0.0)
     assert (a.used, a.pending, a.admitted, a.pods) == (b.used, b.pending, b.admitted, b.pods)
+
+
+def _single_and_mixed() -> object:
+    data = yaml.safe_load(default_policy_text())
+    single = dict(data["pools"][0], name="single-pool", strategy="single")
+    data["pools"].append(single)
+    data["capacity"] = {"mode": "prefer-free"}
+    return compile_policy(data)
+
+
+TWO_POOLS = _single_and_mixed()
+node_specs = st.lists(
+    st.tuples(
+        st.dictionaries(st.sampled_from([*LAYOUT, "nvidia.com/gpu"]), st.integers(0, 7), max_size=4),
+        st.sampled_from(["", "-MIG-1g.10gb", "-MIG-3g.40gb", "-MIG-2g.20gb"]),
+        st.booleans(),  # ready
+        st.booleans(),  # unschedulable
+        st.sampled_from([(), ({"key": "gpu", "value": "yes", "effect": "NoSchedule"},)]),
+        st.integers(0, 3),  # bound pods on the node, each holding one of its resources
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(node_specs)
+def test_supply_is_the_per_profile_count_of_matching_nodes(specs):
+    """The one-pass supply equals counting each (pool, profile) over every node on its own."""
+    nodes, pods = [], []
+    for i, (alloc, suffix, ready, unschedulable, taints, bound) in enumerate(specs):
+        name = f"n{i}"
+        nodes.append(
+            node(
+                name,
+                alloc=alloc,
+                labels={"nvidia.com/gpu.product": PRODUCT + suffix},
+                taints=taints,
+                ready=ready,
+                unschedulable=unschedulable,
+            )
+        )
+        resources = sorted(alloc)
+        pods += [held(f"{name}-p{j}", resources[j % len(resources)], name) for j in range(bound if resources else 0)]
+    view = cap.build_view(nodes, pods, 0.0)
+    for policy in (ON, TWO_POOLS):
+        expected = {}
+        for pool in policy.pools:
+            for profile in pool.profiles:
+                resource = cap.slice_key(pool, profile)[0]
+                required = profile_node_requirements(policy, pool, profile)
+                groups: dict = {}
+                for n in view.nodes:
+                    have = n.allocatable.get(resource, 0)
+                    if have and n.usable and all(cap.matches(n.labels, r) for r in required):
+                        used = view.used.get(n.name, {}).get(resource, 0)
+                        total, free = groups.get(n.taints, (0, 0))
+                        groups[n.taints] = (total + have, free + max(0, have - used))
+                expected[(pool.name, profile.name)] = groups
+        got = {k: {g.taints: (g.total, g.free) for g in v} for k, v in view.supply(policy).items()}
+        assert got == expected

@@ -223,3 +223,34 @@ def test_kubernetes_source_other_watch_errors_are_not_expired():
         list(source_answering(ApiException(status=410, reason="Gone"))[0].watch("pods", "5", 4))
     with pytest.raises(ApiException):
         list(source_answering(ApiException(status=403, reason="Forbidden"))[0].watch("pods", "5", 4))
+
+
+def test_a_policy_selecting_on_a_new_label_relists_the_nodes():
+    """The tally keeps only the node labels the policy selects on; a reloaded policy that
+    selects on another one gets no view (the static choice) until the nodes are listed
+    again with that label kept, then capacity-aware answers on the new selector."""
+    labelled = node(alloc={"nvidia.com/mig-3g.40gb": 1})
+    labelled["metadata"]["labels"]["example.com/rack"] = "r1"
+    labelled["metadata"]["labels"]["example.com/unused"] = "x"
+    source = FakeSource([labelled], [])
+    current = {"policy": POLICY}
+    watch = ClusterWatch(source, lambda: current["policy"], max_staleness=3.0, debounce=0.01).start()
+    try:
+        wait(lambda: watch.view is not None)
+        assert "example.com/rack" not in watch.view.nodes[0].labels  # not selected on: not kept
+        assert "nvidia.com/gpu.product" in watch.view.nodes[0].labels
+        lists = source.lists["nodes"]
+        racked = yaml.safe_load(default_policy_text())
+        racked["capacity"] = {"mode": "prefer-free", "maxStaleness": "3s"}
+        racked["pools"][0]["nodeSelector"] = {
+            **racked["pools"][0].get("nodeSelector", {}),
+            "example.com/rack": "r1",
+        }
+        current["policy"] = compile_policy(racked)
+        wait(lambda: source.lists["nodes"] > lists, timeout=10)
+        wait(lambda: watch.view is not None and "example.com/rack" in watch.view.nodes[0].labels)
+        assert "example.com/unused" not in watch.view.nodes[0].labels
+        decision = CapacityAnswers(current["policy"], lambda: watch.view).answer(gpu_pod(), 0)[0].decision
+        assert decision.capacity == "free" and decision.profile.name == "3g.40gb"
+    finally:
+        watch.stop()

@@ -16,17 +16,19 @@ docs/capacity.md.
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from webhook.core.catalog import MigProfile
 from webhook.core.constants import ASSIGNED_PROFILE, GPU_RESOURCE, MIG_RESOURCE_PREFIX
 from webhook.core.gpu_requests import TERMINAL_PHASES, is_gpu_resource, pod_requests, resource_count
 from webhook.core.policy import Policy, Pool, WorkloadClass, profile_node_requirements
-from webhook.core.sizing import MemoryNeed, PoolChoice
+from webhook.core.sizing import BYTES_PER_MIB, MemoryNeed, PoolChoice
 
 # nvidia.com/mig-<profile> (the mixed strategy's resources); webhook/planning/live.py reads them too.
 MIG_RESOURCE = re.compile("^" + re.escape(MIG_RESOURCE_PREFIX) + "(.+)$")
@@ -34,6 +36,11 @@ MIG_RESOURCE = re.compile("^" + re.escape(MIG_RESOURCE_PREFIX) + "(.+)$")
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 # The most (pool, profile) entries a capacity note names.
 _MAX_NOTED = 6
+# How long after its creation a pod of ours can still settle a reservation. Far above the
+# reservation TTL (webhook/admission/capacity_answers.py) to absorb clock skew between the
+# API server (creationTimestamp) and this server; a pod settled late only holds a slice
+# twice for a while, never too few.
+RECENT_SECONDS = 120.0
 
 Taint = tuple[str, str, str]  # (key, value, effect)
 SliceKey = tuple[str, str]  # (extended resource, profile): what a pending pod holds
@@ -51,37 +58,65 @@ class NodeState:
     allocatable: Mapping[str, int]  # nvidia.com/gpu and nvidia.com/mig-* only
 
 
-@dataclass(frozen=True, slots=True)
-class PodRecord:
-    namespace: str
-    name: str
-    generate_name: str
-    created: float  # creationTimestamp, epoch seconds (0 when absent)
+class PodRecord(NamedTuple):
+    """What the view keeps of one pod; its (namespace, name) is the key it is kept under.
+    Strings repeated across pods are interned and request tuples shared (_shared), so
+    100,000 pods cost a few tens of MiB (bench/bench_capacity.py). A tuple of strings and
+    numbers, which the garbage collector stops tracking: 100,000 of them add nothing to
+    the collections every admission's allocations trigger."""
+
     node: str  # spec.nodeName, "" while unbound
     requests: tuple[tuple[str, int], ...]  # GPU resources, effective (max(sum of containers, any init container))
     assigned: str | None  # our assigned-profile annotation
+    generate_name: str
+    created: float  # creationTimestamp, epoch seconds (0 when absent)
 
 
-def node_state(node: dict[str, Any]) -> NodeState | None:
-    """What the view keeps of a Node; None for a node that offers no GPU resource."""
+@functools.lru_cache(maxsize=1024)
+def _shared(requests: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
+    """One tuple object per distinct request shape (a handful in a real cluster)."""
+    return requests
+
+
+def _interned(value: object) -> str:
+    return sys.intern(str(value)) if value else ""
+
+
+def node_state(node: dict[str, Any], label_keys: frozenset[str] | None = None) -> NodeState | None:
+    """What the view keeps of a Node; None for a node that offers no GPU resource. With
+    ``label_keys``, only those labels are kept (node_label_keys: what the policy selects
+    on): a GPU node carries 100+ labels from GFD and NFD, and the view needs a handful."""
     meta = node.get("metadata") or {}
     status = node.get("status") or {}
-    allocatable = {k: resource_count(v) for k, v in (status.get("allocatable") or {}).items() if is_gpu_resource(k)}
+    allocatable = {
+        sys.intern(k): resource_count(v) for k, v in (status.get("allocatable") or {}).items() if is_gpu_resource(k)
+    }
     if not allocatable:
         return None
     spec = node.get("spec") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
     taints = tuple(
-        (str(t.get("key", "")), str(t.get("value", "")), str(t.get("effect", "")))
+        (_interned(t.get("key")), _interned(t.get("value")), _interned(t.get("effect")))
         for t in spec.get("taints") or ()
         if t.get("effect") in BLOCKING_EFFECTS
     )
+    labels = meta.get("labels") or {}
     return NodeState(
-        name=str(meta.get("name", "")),
+        name=_interned(meta.get("name")),
         usable=ready and not spec.get("unschedulable"),
-        labels=dict(meta.get("labels") or {}),
+        labels={sys.intern(k): _interned(v) for k, v in labels.items() if label_keys is None or k in label_keys},
         taints=taints,
         allocatable=allocatable,
+    )
+
+
+def node_label_keys(policy: Policy) -> frozenset[str]:
+    """The node labels ``policy``'s pools and affinity select on: all a view must keep."""
+    return frozenset(
+        str(r["key"])
+        for pool in policy.pools
+        for profile in pool.profiles
+        for r in profile_node_requirements(policy, pool, profile)
     )
 
 
@@ -94,6 +129,11 @@ def _epoch(stamp: object) -> float:
         return 0.0
 
 
+def pod_key(pod: dict[str, Any]) -> tuple[str, str]:
+    meta = pod.get("metadata") or {}
+    return (_interned(meta.get("namespace")), str(meta.get("name", "")))
+
+
 def pod_record(pod: dict[str, Any]) -> PodRecord | None:
     """What the view keeps of a Pod; None for one that holds nothing (terminal, or no GPU resource)."""
     status = pod.get("status") or {}
@@ -103,14 +143,13 @@ def pod_record(pod: dict[str, Any]) -> PodRecord | None:
     if not requests:
         return None
     meta = pod.get("metadata") or {}
+    assigned = (meta.get("annotations") or {}).get(ASSIGNED_PROFILE)
     return PodRecord(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        generate_name=str(meta.get("generateName") or ""),
+        node=_interned((pod.get("spec") or {}).get("nodeName")),
+        requests=_shared(tuple(sorted((sys.intern(k), v) for k, v in requests.items()))),
+        assigned=_interned(assigned) if isinstance(assigned, str) else None,
+        generate_name=_interned(meta.get("generateName")),
         created=_epoch(meta.get("creationTimestamp")),
-        node=str((pod.get("spec") or {}).get("nodeName") or ""),
-        requests=tuple(sorted(requests.items())),
-        assigned=(meta.get("annotations") or {}).get(ASSIGNED_PROFILE),
     )
 
 
@@ -141,25 +180,88 @@ class CapacityView:
     nodes: tuple[NodeState, ...]
     used: Mapping[str, Mapping[str, int]]  # node -> resource -> bound non-terminal pods' requests
     pending: Mapping[SliceKey, int]  # our admitted, unbound pods
-    admitted: frozenset[tuple[str, str]]  # (namespace, name) of pods carrying our annotation
+    # Of the pods carrying our annotation and created in the last RECENT_SECONDS: what
+    # settles a reservation.
+    admitted: frozenset[tuple[str, str]]  # (namespace, name)
     generated: Mapping[tuple[str, str], tuple[float, ...]]  # (namespace, generateName) -> creation times
     observed_at: float
     pods: int = 0  # pods that hold or wait for a GPU resource
-    _index: dict[int, tuple[Policy, Mapping[tuple[str, str], tuple[SliceGroup, ...]]]] = field(
+    _index: dict[int, tuple[Policy, Mapping[tuple[str, str], tuple[SliceGroup, ...]], tuple[Candidate, ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
+
+    # (id(policy), workload class, taints) -> tolerated, for pods with no tolerations of their own
+    _tolerated: dict[tuple[int, str, tuple[Taint, ...]], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def supply(self, policy: Policy) -> Mapping[tuple[str, str], tuple[SliceGroup, ...]]:
         """(pool, profile) -> its slice groups under ``policy``; computed once per policy
         (the watcher does it before publishing, so a request does not)."""
+        return self._indexed(policy)[1]
+
+    def candidates(self, policy: Policy) -> tuple[Candidate, ...]:
+        """Every (pool, profile) of ``policy`` that has slices in this view, smallest first."""
+        return self._indexed(policy)[2]
+
+    def _indexed(
+        self, policy: Policy
+    ) -> tuple[Policy, Mapping[tuple[str, str], tuple[SliceGroup, ...]], tuple[Candidate, ...]]:
         cached = self._index.get(id(policy))
         if cached is not None and cached[0] is policy:
-            return cached[1]
-        built = _supply(self, policy)
+            return cached
+        supply = _supply(self, policy)
+        built = (policy, supply, _ranked(policy, supply, self.pending))
         if len(self._index) > 4:
             self._index.clear()
-        self._index[id(policy)] = (policy, built)
+        self._index[id(policy)] = built
         return built
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One (pool, profile) as prefer_free walks them, with what it needs precomputed."""
+
+    pool: Pool
+    profile: MigProfile
+    key: SliceKey
+    bytes: int  # the profile's memory
+    groups: tuple[SliceGroup, ...]
+    untainted: bool  # no group has a blocking taint: no toleration check needed
+    total: int  # slices in all groups
+    free: int  # free in all groups, less our admitted pods waiting for one (pending)
+    label: str  # "<profile>: " for the note
+    where: str  # " free in pool <pool>" for the note
+    resource: str  # what the pod is rewritten to request
+
+
+def _ranked(
+    policy: Policy, supply: Mapping[tuple[str, str], tuple[SliceGroup, ...]], pending: Mapping[SliceKey, int]
+) -> tuple[Candidate, ...]:
+    """select_profile's order (least memory, then fewest compute slices, then most
+    instances), then pool order; (pool, profile)s without a single slice are left out."""
+    ranked = sorted(
+        ((i, pool, p) for i, pool in enumerate(policy.pools) for p in pool.profiles),
+        key=lambda c: (c[2].memory_mib, c[2].compute_slices, -c[2].max_instances, c[0]),
+    )
+    out = []
+    for _, pool, profile in ranked:
+        groups = supply.get((pool.name, profile.name), ())
+        if sum(g.total for g in groups):
+            out.append(
+                Candidate(
+                    pool,
+                    profile,
+                    slice_key(pool, profile),
+                    profile.memory_mib * BYTES_PER_MIB,
+                    groups,
+                    not any(g.taints for g in groups),
+                    sum(g.total for g in groups),
+                    sum(g.free for g in groups) - pending.get(slice_key(pool, profile), 0),
+                    f"{profile.name}: ",
+                    f" free in pool {pool.name}",
+                    _resource(pool, profile),
+                )
+            )
+    return tuple(out)
 
 
 def slice_key(pool: Pool, profile: MigProfile) -> SliceKey:
@@ -185,22 +287,42 @@ def matches(labels: Mapping[str, str], requirement: Mapping[str, Any]) -> bool:
 
 
 def _supply(view: CapacityView, policy: Policy) -> dict[tuple[str, str], tuple[SliceGroup, ...]]:
-    out: dict[tuple[str, str], tuple[SliceGroup, ...]] = {}
+    """One pass over the nodes (the cost of a new view: bench/bench_capacity.py): each
+    node's GPU resources are credited to the (pool, profile)s that ask for that resource
+    and whose node requirements the node meets, each distinct set of requirements (one per
+    pool, or per profile of a single-strategy pool) checked once per node."""
+    requirement_sets: list[list[dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    wanted: dict[str, list[tuple[tuple[str, str], int]]] = {}  # resource -> [(entry, requirement set)]
+    sums: dict[tuple[str, str], dict[tuple[Taint, ...], list[int]]] = {}
     for pool in policy.pools:
         for profile in pool.profiles:
-            resource = slice_key(pool, profile)[0]
             required = profile_node_requirements(policy, pool, profile)
-            groups: dict[tuple[Taint, ...], list[int]] = {}
-            for node in view.nodes:
-                have = node.allocatable.get(resource, 0)
-                if not have or not node.usable or not all(matches(node.labels, r) for r in required):
-                    continue
-                free = max(0, have - view.used.get(node.name, {}).get(resource, 0))
-                group = groups.setdefault(node.taints, [0, 0])
-                group[0] += have
-                group[1] += free
-            out[(pool.name, profile.name)] = tuple(SliceGroup(t, n, f) for t, (n, f) in groups.items())
-    return out
+            index = seen.setdefault(repr(required), len(requirement_sets))
+            if index == len(requirement_sets):
+                requirement_sets.append(required)
+            entry = (pool.name, profile.name)
+            wanted.setdefault(slice_key(pool, profile)[0], []).append((entry, index))
+            sums[entry] = {}
+    for node in view.nodes:
+        if not node.usable:
+            continue
+        used = view.used.get(node.name, {})
+        met: list[bool | None] = [None] * len(requirement_sets)
+        for resource, have in node.allocatable.items():
+            entries = wanted.get(resource)
+            if not entries or have <= 0:
+                continue
+            free = max(0, have - used.get(resource, 0))
+            for entry, index in entries:
+                ok = met[index]
+                if ok is None:
+                    ok = met[index] = all(matches(node.labels, r) for r in requirement_sets[index])
+                if ok:
+                    group = sums[entry].setdefault(node.taints, [0, 0])
+                    group[0] += have
+                    group[1] += free
+    return {entry: tuple(SliceGroup(t, n, f) for t, (n, f) in groups.items()) for entry, groups in sums.items()}
 
 
 class ClusterTally:
@@ -208,17 +330,19 @@ class ClusterTally:
     running sums, so a new view costs a copy of the sums, not a pass over every pod.
     Not thread-safe: its owner serialises calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, label_keys: frozenset[str] | None = None) -> None:
+        self.label_keys = label_keys  # the node labels kept (None: all)
         self.nodes: dict[str, NodeState] = {}
         self.pods: dict[tuple[str, str], PodRecord] = {}
         self.used: dict[str, dict[str, int]] = {}
         self.pending: dict[SliceKey, int] = {}
-        self.generated: dict[tuple[str, str], list[float]] = {}
-        self.admitted: set[tuple[str, str]] = set()
+        # Pods with our annotation created lately: what settles a reservation (settle).
+        # Older ones are dropped at each snapshot; a reservation lives far less long.
+        self.recent: dict[tuple[str, str], PodRecord] = {}
 
     def set_node(self, node: dict[str, Any]) -> None:
         name = str((node.get("metadata") or {}).get("name", ""))
-        state = node_state(node)
+        state = node_state(node, self.label_keys)
         if state is None:
             self.nodes.pop(name, None)
         else:
@@ -228,30 +352,28 @@ class ClusterTally:
         self.nodes.pop(name, None)
 
     def set_pod(self, pod: dict[str, Any]) -> None:
-        meta = pod.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        key = pod_key(pod)
         self.remove_pod(key)
         record = pod_record(pod)
         if record is not None:
-            self._add(key, record)
+            self.pods[key] = record
+            self._apply(record, 1)
+            if record.assigned:
+                self.recent[key] = record
 
     def remove_pod(self, key: tuple[str, str]) -> None:
         record = self.pods.pop(key, None)
         if record is not None:
-            self._apply(key, record, -1)
+            self._apply(record, -1)
+            self.recent.pop(key, None)
 
     def clear_pods(self) -> None:
         self.pods.clear()
         self.used.clear()
         self.pending.clear()
-        self.generated.clear()
-        self.admitted.clear()
+        self.recent.clear()
 
-    def _add(self, key: tuple[str, str], record: PodRecord) -> None:
-        self.pods[key] = record
-        self._apply(key, record, 1)
-
-    def _apply(self, key: tuple[str, str], record: PodRecord, sign: int) -> None:
+    def _apply(self, record: PodRecord, sign: int) -> None:
         if record.node:
             used = self.used.setdefault(record.node, {})
             for resource, n in record.requests:
@@ -264,27 +386,21 @@ class ClusterTally:
             self.pending[slice_] = self.pending.get(slice_, 0) + sign * n
             if not self.pending[slice_]:
                 del self.pending[slice_]
-        if record.assigned:
-            if sign > 0:
-                self.admitted.add(key)
-            else:
-                self.admitted.discard(key)
-            if record.generate_name:
-                times = self.generated.setdefault((record.namespace, record.generate_name), [])
-                if sign > 0:
-                    times.append(record.created)
-                else:
-                    times.remove(record.created)
-                if not times:
-                    del self.generated[(record.namespace, record.generate_name)]
 
     def snapshot(self, observed_at: float) -> CapacityView:
+        horizon = observed_at - RECENT_SECONDS
+        for key in [k for k, r in self.recent.items() if r.created < horizon]:
+            del self.recent[key]
+        generated: dict[tuple[str, str], list[float]] = {}
+        for (namespace, _), record in self.recent.items():
+            if record.generate_name:
+                generated.setdefault((namespace, record.generate_name), []).append(record.created)
         return CapacityView(
             nodes=tuple(self.nodes.values()),
             used={node: dict(amounts) for node, amounts in self.used.items()},
             pending=dict(self.pending),
-            admitted=frozenset(self.admitted),
-            generated={k: tuple(sorted(v)) for k, v in self.generated.items()},
+            admitted=frozenset(self.recent),
+            generated={k: tuple(sorted(v)) for k, v in generated.items()},
             observed_at=observed_at,
             pods=len(self.pods),
         )
@@ -383,8 +499,7 @@ class CapacityRead:
         return self.now - self.view.observed_at if self.view is not None else float("inf")
 
 
-@dataclass(frozen=True)
-class CapacityChoice:
+class CapacityChoice(NamedTuple):  # a tuple: built on every capacity-aware admission
     pool: Pool
     profile: MigProfile
     note: str  # what was full and what was chosen, for the decision message
@@ -439,59 +554,72 @@ def prefer_free(
             "not trusted; static choice"
         )
         return CapacityChoice(static.pool, static.profile, note, "stale")
-    supply = read.view.supply(policy)
-    tolerations = pod_tolerations(pod, policy, workload_class)
-    parts: list[str] = []
-    for pool, profile, key, groups in _candidates(policy, supply):
-        if not need.fits(profile):
+    # need.fits, cross-multiplied once for every candidate (this loop is the added cost of
+    # a capacity-aware decision: bench/bench_capacity.py).
+    u = need.utilization
+    needed, share = need.bytes * u.denominator, u.numerator
+    full: list[tuple[Candidate, int]] = []
+    reserved = read.reserved
+    for c in read.view.candidates(policy):
+        if needed > share * c.bytes:
             continue
-        total = free = 0
-        for group in groups:
-            if not group.taints or all(tolerates(tolerations, t) for t in group.taints):
-                total += group.total
-                free += group.free
-        free = max(0, free - read.view.pending.get(key, 0) - read.reserved.get(key, 0))
-        if free:
-            parts.append(f"{profile.name}: {free} free in pool {pool.name} -> {_resource(pool, profile)}")
-            return CapacityChoice(pool, profile, _joined(parts), "free")
-        parts.append(f"{profile.name}: 0 of {total} free in pool {pool.name}")
-    full = _joined(parts)
+        if c.untainted:
+            total, free = c.total, c.free
+        else:
+            total, free = 0, -read.view.pending.get(c.key, 0)
+            for group in c.groups:
+                if not group.taints or _tolerated(read.view, pod, policy, workload_class, group.taints):
+                    total += group.total
+                    free += group.free
+            if not total:
+                continue
+        if reserved:
+            free -= reserved.get(c.key, 0)
+        if free > 0:
+            chosen = f"{c.label}{free}{c.where} -> {c.resource}"
+            return CapacityChoice(c.pool, c.profile, _joined(full, chosen) if full else chosen, "free")
+        full.append((c, total))
+    what = _joined(full, "") if full else "no node the pod could land on offers a slice that fits"
     if settings.when_full == "deny":
         return CapacityChoice(
-            static.pool, static.profile, f"no free slice fits: {full}; refused (capacity.whenFull: deny)", "full", True
+            static.pool, static.profile, f"no free slice fits: {what}; refused (capacity.whenFull: deny)", "full", True
         )
-    note = f"{full}; nothing free -> static choice {_resource(static.pool, static.profile)} (waits for a slice)"
+    note = f"{what}; nothing free -> static choice {_resource(static.pool, static.profile)} (waits for a slice)"
     return CapacityChoice(static.pool, static.profile, note, "full")
 
 
-_ORDER: dict[
-    int, tuple[Policy, Mapping[Any, Any], list[tuple[Pool, MigProfile, SliceKey, tuple[SliceGroup, ...]]]]
-] = {}
+def _tolerated(
+    view: CapacityView,
+    pod: dict[str, Any],
+    policy: Policy,
+    workload_class: WorkloadClass | None,
+    taints: tuple[Taint, ...],
+) -> bool:
+    """Whether the pod, once mutated, tolerates ``taints``. A pod without tolerations of its
+    own (the usual case) tolerates what its policy and class do: answered once per view
+    and kept in it, not worked out per admission."""
+    if (pod.get("spec") or {}).get("tolerations"):
+        tolerations = pod_tolerations(pod, policy, workload_class)
+        return all(tolerates(tolerations, t) for t in taints)
+    key = (id(policy), workload_class.name if workload_class else "", taints)
+    known = view._tolerated.get(key)
+    if known is None:
+        if len(view._tolerated) > 256:
+            view._tolerated.clear()
+        tolerations = policy.tolerations + (workload_class.tolerations if workload_class else ())
+        known = view._tolerated[key] = all(tolerates(tolerations, t) for t in taints)
+    return known
 
 
-def _candidates(
-    policy: Policy, supply: Mapping[tuple[str, str], tuple[SliceGroup, ...]]
-) -> list[tuple[Pool, MigProfile, SliceKey, tuple[SliceGroup, ...]]]:
-    """Every (pool, profile) smallest first (select_profile's order, then pool order), with
-    its slice key and groups: computed once per (policy, view), not per admission."""
-    cached = _ORDER.get(id(supply))
-    if cached is not None and cached[0] is policy and cached[1] is supply:
-        return cached[2]
-    ranked = sorted(
-        ((i, pool, p) for i, pool in enumerate(policy.pools) for p in pool.profiles),
-        key=lambda c: (c[2].memory_mib, c[2].compute_slices, -c[2].max_instances, c[0]),
-    )
-    order = [(pool, p, slice_key(pool, p), supply.get((pool.name, p.name), ())) for _, pool, p in ranked]
-    if len(_ORDER) > 8:
-        _ORDER.clear()
-    _ORDER[id(supply)] = (policy, supply, order)
-    return order
-
-
-def _joined(parts: list[str]) -> str:
-    if len(parts) <= _MAX_NOTED:
-        return "; ".join(parts)
-    return "; ".join(parts[: _MAX_NOTED - 1] + [f"{len(parts) - _MAX_NOTED} more full", parts[-1]])
+def _joined(full: list[tuple[Candidate, int]], chosen: str) -> str:
+    """ "1g.10gb: 0 of 14 free in pool a; ...; 2g.20gb: 3 free in pool a -> ...", the full
+    ones grouped per profile and at most _MAX_NOTED of them, so the note stays short."""
+    parts = [f"{c.label}0 of {total}{c.where}" for c, total in full[:_MAX_NOTED]]
+    if len(full) > _MAX_NOTED:
+        parts.append(f"{len(full) - _MAX_NOTED} more full")
+    if chosen:
+        parts.append(chosen)
+    return "; ".join(parts)
 
 
 # --- stranded capacity (plan) -------------------------------------------------------

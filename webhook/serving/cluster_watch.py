@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from webhook.core.capacity import CapacityView, ClusterTally
+from webhook.core.capacity import CapacityView, ClusterTally, node_label_keys
 from webhook.core.policy import Policy
 from webhook.core.quota import QuotaView, quota_view
 from webhook.serving import metrics
@@ -59,6 +59,10 @@ class WatchSource(Protocol):
 
 class Expired(Exception):
     """The resourceVersion is too old to watch from: relist."""
+
+
+class Relabel(Exception):
+    """The policy now selects on node labels the tally dropped: relist the nodes."""
 
 
 class KubernetesSource:
@@ -172,7 +176,8 @@ class ClusterWatch:
         # A watch ends (and is re-opened) well within the staleness bound, so a quiet but
         # healthy cluster never looks stale.
         self.watch_seconds = max(1, int(max_staleness / 3))
-        self.tally = ClusterTally()
+        self.tally = ClusterTally(label_keys=frozenset())
+        self._relabel = threading.Event()
         self.feeds = {kind: _Feed(kind) for kind in kinds}
         self.quotas: dict[tuple[str, str], dict[str, Any]] = {}
         self._view: CapacityView | None = None
@@ -243,14 +248,15 @@ class ClusterWatch:
         backoff = BACKOFF_START
         while not self._stop.is_set():
             try:
-                items, rv = self.source.list(kind)
-                self._replace(kind, items)
+                rv = self._relist(kind)
                 metrics.CAPACITY_WATCH.labels(kind, "list").inc()
                 backoff = BACKOFF_START
                 while not self._stop.is_set():
                     rv = self._watch(kind, rv)
             except Expired:
                 metrics.CAPACITY_WATCH.labels(kind, "expired").inc()
+                continue
+            except Relabel:
                 continue
             except Exception as err:  # noqa: BLE001 - the API server is down, slow or refusing: back off
                 metrics.CAPACITY_WATCH.labels(kind, "error").inc()
@@ -264,10 +270,24 @@ class ClusterWatch:
                 self._stop.wait(backoff * (0.5 + random.random()))  # noqa: S311  # nosec B311
                 backoff = min(BACKOFF_MAX, backoff * 2)
 
+    def _relist(self, kind: str) -> str:
+        """List ``kind`` into the tally; the raw list is dropped on return, not held by
+        this thread's frame for as long as the watch that follows runs."""
+        if kind == "nodes":
+            keys = node_label_keys(self.policy())
+            with self._lock:
+                self.tally.label_keys = keys
+            self._relabel.clear()
+        items, rv = self.source.list(kind)
+        self._replace(kind, items)
+        return rv
+
     def _watch(self, kind: str, rv: str) -> str:
         for event in self.source.watch(kind, rv, self.watch_seconds):
             if self._stop.is_set():
                 break
+            if kind == "nodes" and self._relabel.is_set():
+                raise Relabel
             obj = event.get("object") or {}
             rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
             kind_of_event = event.get("type")
@@ -281,6 +301,8 @@ class ClusterWatch:
         with self._lock:
             self.feeds[kind].contact = self.clock()  # a watch that ended on time: the server is there
         self._changed.set()
+        if kind == "nodes" and self._relabel.is_set():
+            raise Relabel
         return rv
 
     def _apply(self, kind: str, event: str | None, obj: dict[str, Any]) -> None:
@@ -333,10 +355,15 @@ class ClusterWatch:
                 return
             if changed:
                 self._stop.wait(self.debounce)  # let a burst of events land in one view
+            started = time.monotonic()
             try:
                 policy = self._publish(changed, policy)
             except Exception:  # noqa: BLE001 - a bug here must not stop publishing
                 log.exception("capacity view publish failed")
+            # Admissions share this process (and its GIL): under constant churn in a big
+            # cluster, building views back to back would take a core from them. Resting
+            # twice as long as the build keeps the publisher to a third of one.
+            self._stop.wait(min(1.0, 2 * (time.monotonic() - started)))
 
     def publish_now(self) -> None:
         """Build and publish at once (tests, bench)."""
@@ -345,6 +372,12 @@ class ClusterWatch:
     def _publish(self, changed: bool, last_policy: Policy | None) -> Policy | None:
         policy = self.policy()
         with self._lock:
+            if "nodes" in self.feeds and not node_label_keys(policy) <= (self.tally.label_keys or frozenset()):
+                # A reloaded policy selects on labels the tally did not keep: no view
+                # (the static choice, said so) until the nodes are listed again.
+                self.feeds["nodes"].synced = False
+                self._view = None
+                self._relabel.set()
             if not all(f.synced for f in self.feeds.values()):
                 self._changed.clear()
                 return last_policy
@@ -354,9 +387,7 @@ class ClusterWatch:
             if changed or current is None:
                 view = self.tally.snapshot(contact)
                 quotas = (
-                    quota_view(
-                        list(self.quotas.values()), [(r.namespace, r.requests) for r in self.tally.pods.values()]
-                    )
+                    quota_view(list(self.quotas.values()), [(key[0], r.requests) for key, r in self.tally.pods.items()])
                     if "resourcequotas" in self.feeds
                     else None
                 )
