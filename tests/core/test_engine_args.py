@@ -176,7 +176,7 @@ REAL = [
         "rewrite",
         "3g.40gb",
         7615616512 * 2 + 2 * 28 * 4 * 128 * 2 * 16384 + FIXED,
-        ["<= 0.85 x 39.50 GiB", "CUDA_MEMORY_FRACTION=0.85"],
+        ["<= 0.85 x 39.25 GiB", "CUDA_MEMORY_FRACTION=0.85"],
     ),
     # Qwen's AWQ card: vllm serve Qwen/Qwen2.5-14B-Instruct-AWQ (int4 from the name; the
     # Instruct config's 32768 context): 14770033664 x 9/16 (7.74 GiB) + 2 x 48 x 8 x 128 x 2 x
