@@ -23,7 +23,12 @@ CASES = [
     ("NVIDIA-H100-80GB-HBM3-MIG-1g.10gb", "NVIDIA-H100-80GB-HBM3", "1g.10gb", False),
     ("NVIDIA-H100-80GB-HBM3-MIG-1g.10gb-SHARED", "NVIDIA-H100-80GB-HBM3", "1g.10gb", True),
     # a profile with a dash of its own (RTX PRO 6000's 1g.24gb-me)
-    ("NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition-MIG-1g.24gb-me-SHARED", "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition", "1g.24gb-me", True),
+    (
+        "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition-MIG-1g.24gb-me-SHARED",
+        "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition",
+        "1g.24gb-me",
+        True,
+    ),
 ]
 
 
@@ -82,7 +87,11 @@ def test_a_single_pool_on_shared_nodes_pins_the_shared_label():
     pool = policy.pools[0]
     assert (pool.product, pool.shared) == ("NVIDIA-H100-80GB-HBM3", True)
     required = profile_node_requirements(policy, pool, pool.profiles[0])
-    assert {"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H100-80GB-HBM3-MIG-1g.20gb-SHARED"]} in required
+    assert {
+        "key": "nvidia.com/gpu.product",
+        "operator": "In",
+        "values": ["NVIDIA-H100-80GB-HBM3-MIG-1g.20gb-SHARED"],
+    } in required
     decision = decide(gpu_pod({"gpu-rightsizer.io/gpu-memory": "10Gi"}), policy)
     assert decision.profile.name == "1g.20gb"
 

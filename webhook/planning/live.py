@@ -10,7 +10,6 @@ so objects are read through kubernetes.dynamic as plain dicts.
 
 from __future__ import annotations
 
-
 from webhook.core import annotations as ann
 from webhook.core.capacity import MIG_RESOURCE
 from webhook.core.catalog import GpuModel, builtin_catalog
