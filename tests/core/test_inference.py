@@ -765,7 +765,7 @@ def test_issue_example_8b_bf16_4x8k_is_not_put_on_1g20gb():
     # weights 8030261248 x 2 B = 16060522496 B = 14.96 GiB
     # KV 2 x 32 layers x 8 kv-heads x 128 x 2 B x 8192 x 4 = 4294967296 B = 4.00 GiB
     # + 2.25 GiB (2415919104 B) -> 22771408896 B = 21.21 GiB
-    # 1g.20gb / 2g.20gb: 0.9 x 20096 MiB = 17.66 GiB < 21.21 -> no; 3g.40gb: 0.9 x 39.50 = 35.55 -> yes
+    # 1g.20gb / 2g.20gb: 0.9 x 19968 MiB = 17.55 GiB < 21.21 -> no; 3g.40gb: 0.9 x 39.25 = 35.33 -> yes
     annotations = {ann.MODEL: "llama-3.1-8b", ann.PRECISION: "bf16", ann.CONTEXT_LENGTH: "8k", ann.MAX_CONCURRENCY: "4"}
     need = estimate_need(annotations, POLICY)
     assert need.bytes == 16060522496 + 4294967296 + 2304 * MIB == 22771408896
@@ -891,11 +891,11 @@ def test_utilization_annotation_and_policy_constants():
     # 1235814400 x 2 + 2 x 16 x 8 x 64 x 2 x 8192 + 2048 MiB
     assert need.bytes == 2471628800 + 268435456 + 2048 * MIB
     assert need.utilization == Fraction(95, 100)
-    # = 4887547904 B = 4.55 GiB <= 0.95 x 9.75 GiB: 1g.10gb
+    # = 4887547904 B = 4.55 GiB <= 0.95 x 9.62 GiB: 1g.10gb
     assert decide(pod(annotations), policy).profile.name == "1g.10gb"
     need = estimate_need({**annotations, ann.GPU_MEMORY_UTILIZATION: "0.4"}, policy)
     assert need.utilization == Fraction(2, 5)
-    # 4.55 GiB > 0.4 x 9.75 GiB = 3.9 GiB: no longer fits 1g.10gb; 0.4 x 19.62 = 7.85 GiB fits
+    # 4.55 GiB > 0.4 x 9.62 GiB = 3.85 GiB: no longer fits 1g.10gb; 0.4 x 19.50 = 7.80 GiB fits
     decision = decide(pod({**annotations, ann.GPU_MEMORY_UTILIZATION: "0.4"}), policy)
     assert decision.profile.name == "1g.20gb"
     assert decision.message.endswith("<= 0.4 x 19.50 GiB of 1g.20gb")
