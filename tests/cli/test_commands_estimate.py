@@ -20,7 +20,7 @@ def test_prints_the_issue_arithmetic_and_the_decision(capsys):
     out = capsys.readouterr().out
     assert "need: weights 14.96 GiB + KV 4.00 GiB (8192 x 4) + 2.25 GiB -> 21.2 GiB\n" in out
     assert "-> nvidia.com/mig-3g.40gb on pool h100-80" in out
-    assert "<= 0.9 x 39.50 GiB of 3g.40gb" in out
+    assert "<= 0.9 x 39.25 GiB of 3g.40gb" in out
 
 
 def test_table_has_a_row_per_catalog_gpu_agreeing_with_decide(capsys):

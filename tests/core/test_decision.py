@@ -249,11 +249,11 @@ def test_a_pod_already_on_a_slice_is_told_whether_the_slice_holds_its_stated_nee
     assert holds.action == "unchanged"
     assert holds.all_warnings == (
         "nvidia.com/mig-1g.10gb holds the stated need: 3B params x 2 B (fp16) x 1.2 = 6.71 GiB fits 1g.10gb "
-        "(9.75 GiB usable)",
+        "(9.62 GiB usable)",
     )
     short = decide(_mig_pod({A + "model-size": "13b"}), policy)
     assert short.action == "unchanged"
-    assert "nvidia.com/mig-1g.10gb (9.75 GiB usable) does not hold the stated need" in short.message
+    assert "nvidia.com/mig-1g.10gb (9.62 GiB usable) does not hold the stated need" in short.message
     assert short.message.endswith("3g.40gb is the smallest that does")
 
 

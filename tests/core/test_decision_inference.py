@@ -25,7 +25,7 @@ def test_pods_without_inference_annotations_keep_the_core_estimate():
     assert need.bytes == 16_800_000_000 and need.utilization == 1
     assert need.explanation == "7B params x 2 B (fp16) x 1.2 = 15.65 GiB"
     decision = decide(pod({ann.MODEL_SIZE: "7b"}), POLICY)
-    assert decision.message.endswith("7B params x 2 B (fp16) x 1.2 = 15.65 GiB fits 1g.20gb (19.62 GiB usable)")
+    assert decision.message.endswith("7B params x 2 B (fp16) x 1.2 = 15.65 GiB fits 1g.20gb (19.50 GiB usable)")
 
 
 def test_model_alone_gives_params_to_the_core_estimate():
@@ -77,10 +77,10 @@ def test_invalid_annotation_with_on_invalid_ignore_admits_unchanged():
 
 
 def test_oversize_inference_shows_the_comparison():
-    # 70553706496 x 2 = 131.42 GiB of weights: more than 0.9 x 79.25 GiB of 7g.80gb
+    # 70553706496 x 2 = 131.42 GiB of weights: more than 0.9 x 79.00 GiB of 7g.80gb
     decision = decide(pod({ann.MODEL: "llama-3.1-70b", ann.CONTEXT_LENGTH: "8k"}), POLICY)
     assert decision.action == "whole-gpu"
-    assert "> 0.9 x 79.25 GiB of 7g.80gb: exceeds the largest MIG profile" in decision.message
+    assert "> 0.9 x 79.00 GiB of 7g.80gb: exceeds the largest MIG profile" in decision.message
     deny = parse_policy_yaml("pools: [{name: h, gpuModel: H100-80GB}]\nonOversize: deny\n")
     assert decide(pod({ann.MODEL: "llama-3.1-70b", ann.CONTEXT_LENGTH: "8k"}), deny).action == "deny"
 

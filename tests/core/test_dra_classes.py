@@ -100,7 +100,9 @@ def test_slices_grouped_by_product_profile_and_memory():
         ("NVIDIA H100 80GB HBM3", "1g.10gb", 9728, 1),
     ]
     diffs = dra.compare_with_catalog(seen, builtin_catalog())
-    assert [(d.profile, d.what) for d in diffs] == [("1g.10gb", "driver reports 9728 MiB, catalog 9984 MiB (-256 MiB)")]
+    # 9984 MiB is what R580 gives (the catalog records it and sizes with the older 9856):
+    # no difference. 9728 MiB is below anything recorded.
+    assert [(d.profile, d.what) for d in diffs] == [("1g.10gb", "driver reports 9728 MiB, catalog 9856 MiB (-128 MiB)")]
 
 
 def test_nodes_and_gfd_suffixes():
@@ -125,14 +127,12 @@ def test_nodes_and_gfd_suffixes():
     seen = dra.profiles_from_nodes(nodes)
     assert [(s.product, s.profile, s.memory_mib, s.count) for s in seen] == [
         ("NVIDIA-A100-SXM4-40GB", "9g.99gb", None, 1),
+        # single strategy: the profile from the label, the count from nvidia.com/gpu
+        ("NVIDIA-A100-SXM4-40GB-MIG-3g.20gb", "3g.20gb", None, 2),
         ("NVIDIA-H100-80GB-HBM3-SHARED", "1g.10gb", None, 7),
         ("NVIDIA-V100", "1g.5gb", None, 1),
     ]
     catalog = builtin_catalog()
-    assert dra.catalog_model("NVIDIA-H100-80GB-HBM3-SHARED", catalog).key == "H100-80GB"
-    assert dra.catalog_model("NVIDIA-A100-SXM4-40GB-MIG-3g.20gb", catalog).key == "A100-40GB"
-    assert dra.catalog_model("NVIDIA-A100-SXM4-40GB-MIG-3g.20gb-SHARED", catalog).key == "A100-40GB"
-    assert dra.catalog_model("NVIDIA H100 80GB HBM3", catalog).key == "H100-80GB"
     assert [(d.product, d.what) for d in dra.compare_with_catalog(seen, catalog)] == [
         ("NVIDIA-A100-SXM4-40GB", "A100-40GB has no such profile in the catalog"),
         ("NVIDIA-V100", "product not in the built-in catalog"),

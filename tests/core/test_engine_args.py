@@ -4,8 +4,8 @@ Command lines are copied from the engines' documentation and model cards (source
 each). Expected figures are worked by hand from the formula of README.md, "Sizing
 inference servers": weights = params x bytes; KV = 2 x layers x kv-heads x head-dim x 2 B
 x context (one sequence: what the engine needs to start); fixed 2.25 GiB; fits when
-need <= 0.9 x the profile's usable memory (H100 80GB: 1g.10gb 9.75, 1g.20gb 19.62,
-3g.40gb 39.50, 7g.80gb 79.25 GiB).
+need <= 0.9 x the profile's usable memory (H100 80GB: 1g.10gb 9.62, 1g.20gb 19.50,
+3g.40gb 39.25, 7g.80gb 79.00 GiB: the least any driver gave).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def pod(command=None, args=None, *, image="vllm/vllm-openai:v0.10.1", env=None, 
 # (case, pod, action, profile, need bytes or None, substrings of message + warnings)
 REAL = [
     # The issue's own example: 8.03B x 2 = 14.96 GiB; KV 2 x 32 x 8 x 128 x 2 x 8192 = 1 GiB;
-    # 18.21 GiB > 0.9 x 19.62 = 17.66 (not 1g.20gb, where the README says vLLM cannot start).
+    # 18.21 GiB > 0.9 x 19.50 = 17.55 (not 1g.20gb, where the README says vLLM cannot start).
     (
         "issue: vllm serve --max-model-len 8192 --max-num-seqs 16",
         pod(["vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192", "--max-num-seqs", "16"]),
@@ -176,11 +176,11 @@ REAL = [
         "rewrite",
         "3g.40gb",
         7615616512 * 2 + 2 * 28 * 4 * 128 * 2 * 16384 + FIXED,
-        ["<= 0.85 x 39.50 GiB", "CUDA_MEMORY_FRACTION=0.85"],
+        ["<= 0.85 x 39.25 GiB", "CUDA_MEMORY_FRACTION=0.85"],
     ),
     # Qwen's AWQ card: vllm serve Qwen/Qwen2.5-14B-Instruct-AWQ (int4 from the name; the
     # Instruct config's 32768 context): 14770033664 x 9/16 (7.74 GiB) + 2 x 48 x 8 x 128 x 2 x
-    # 32768 (6 GiB) + 2.25 = 15.99 GiB <= 0.9 x 19.62 = 17.66.
+    # 32768 (6 GiB) + 2.25 = 15.99 GiB <= 0.9 x 19.50 = 17.55.
     (
         "Qwen AWQ card",
         pod(["vllm", "serve", "Qwen/Qwen2.5-14B-Instruct-AWQ"]),

@@ -104,7 +104,7 @@ WORKED = [
         "weights 131.42 GiB + KV 40.00 GiB (32768 x 4) + 2.25 GiB -> 173.7 GiB",
         "whole-gpu",
     ),
-    ("llama-3.1-70b", "int4", None, None, 42332223898, "70.55B params x 0.5 B (int4) x 1.2 = 39.42 GiB", "3g.40gb"),
+    ("llama-3.1-70b", "int4", None, None, 42332223898, "70.55B params x 0.5 B (int4) x 1.2 = 39.42 GiB", "7g.80gb"),
     (
         "llama-3.1-70b",
         "int4",
@@ -765,14 +765,14 @@ def test_issue_example_8b_bf16_4x8k_is_not_put_on_1g20gb():
     # weights 8030261248 x 2 B = 16060522496 B = 14.96 GiB
     # KV 2 x 32 layers x 8 kv-heads x 128 x 2 B x 8192 x 4 = 4294967296 B = 4.00 GiB
     # + 2.25 GiB (2415919104 B) -> 22771408896 B = 21.21 GiB
-    # 1g.20gb / 2g.20gb: 0.9 x 20096 MiB = 17.66 GiB < 21.21 -> no; 3g.40gb: 0.9 x 39.50 = 35.55 -> yes
+    # 1g.20gb / 2g.20gb: 0.9 x 19968 MiB = 17.55 GiB < 21.21 -> no; 3g.40gb: 0.9 x 39.25 = 35.33 -> yes
     annotations = {ann.MODEL: "llama-3.1-8b", ann.PRECISION: "bf16", ann.CONTEXT_LENGTH: "8k", ann.MAX_CONCURRENCY: "4"}
     need = estimate_need(annotations, POLICY)
     assert need.bytes == 16060522496 + 4294967296 + 2304 * MIB == 22771408896
     decision = decide(pod(annotations), POLICY)
     assert decision.profile.name == "3g.40gb"
     assert decision.message.endswith(
-        "weights 14.96 GiB + KV 4.00 GiB (8192 x 4) + 2.25 GiB -> 21.2 GiB <= 0.9 x 39.50 GiB of 3g.40gb"
+        "weights 14.96 GiB + KV 4.00 GiB (8192 x 4) + 2.25 GiB -> 21.2 GiB <= 0.9 x 39.25 GiB of 3g.40gb"
     )
     # The weights-only core estimate is what put it on the slice where vLLM cannot start.
     core = decide(pod({ann.MODEL: "llama-3.1-8b", ann.PRECISION: "bf16"}), POLICY)
@@ -891,26 +891,26 @@ def test_utilization_annotation_and_policy_constants():
     # 1235814400 x 2 + 2 x 16 x 8 x 64 x 2 x 8192 + 2048 MiB
     assert need.bytes == 2471628800 + 268435456 + 2048 * MIB
     assert need.utilization == Fraction(95, 100)
-    # = 4887547904 B = 4.55 GiB <= 0.95 x 9.75 GiB: 1g.10gb
+    # = 4887547904 B = 4.55 GiB <= 0.95 x 9.62 GiB: 1g.10gb
     assert decide(pod(annotations), policy).profile.name == "1g.10gb"
     need = estimate_need({**annotations, ann.GPU_MEMORY_UTILIZATION: "0.4"}, policy)
     assert need.utilization == Fraction(2, 5)
-    # 4.55 GiB > 0.4 x 9.75 GiB = 3.9 GiB: no longer fits 1g.10gb; 0.4 x 19.62 = 7.85 GiB fits
+    # 4.55 GiB > 0.4 x 9.62 GiB = 3.85 GiB: no longer fits 1g.10gb; 0.4 x 19.50 = 7.80 GiB fits
     decision = decide(pod({**annotations, ann.GPU_MEMORY_UTILIZATION: "0.4"}), policy)
     assert decision.profile.name == "1g.20gb"
-    assert decision.message.endswith("<= 0.4 x 19.62 GiB of 1g.20gb")
+    assert decision.message.endswith("<= 0.4 x 19.50 GiB of 1g.20gb")
 
 
 def test_fit_boundary_is_exact():
-    # 0.9 x 40448 MiB = 0.9 x 42412802048 B = 38171521843.2 B: a need of 38171521843 B
-    # fits 3g.40gb, one byte more does not. With 1 layer/kv-head/dim and context 1, KV =
-    # 2 x 2 B = 4 B; fixed 2304 MiB = 2415919104 B; so weights = 38171521843 - 2415919104
-    # - 4 = 35755602735 B, i.e. 17877801367.5 params at 2 B.
+    # 0.9 x 40192 MiB (3g.40gb on every driver seen) = 0.9 x 42144366592 B = 37929929932.8 B:
+    # a need of 37929929932 B fits 3g.40gb, one byte more does not. With 1 layer/kv-head/dim
+    # and context 1, KV = 2 x 2 B = 4 B; fixed 2304 MiB = 2415919104 B; so weights =
+    # 37929929932 - 2415919104 - 4 = 35514010824 B, i.e. 17757005412 params at 2 B.
     from webhook.core.sizing import select_profile
 
     settings = dict(precision="bf16", layers=1, kv_heads=1, head_dim=1, context=1, kv_dtype="auto")
     profiles = POLICY.pools[0].profiles
-    at = inference_need(ServingSettings(params=17877801367.5, **settings), Fraction(9, 10), 1536, 768)
-    assert at.bytes == 38171521843 and select_profile(at, profiles).name == "3g.40gb"
-    over = inference_need(ServingSettings(params=17877801368, **settings), Fraction(9, 10), 1536, 768)
-    assert over.bytes == 38171521844 and select_profile(over, profiles).name == "7g.80gb"
+    at = inference_need(ServingSettings(params=17757005412, **settings), Fraction(9, 10), 1536, 768)
+    assert at.bytes == 37929929932 and select_profile(at, profiles).name == "3g.40gb"
+    over = inference_need(ServingSettings(params=17757005412.5, **settings), Fraction(9, 10), 1536, 768)
+    assert over.bytes == 37929929933 and select_profile(over, profiles).name == "7g.80gb"

@@ -86,7 +86,7 @@ def test_single_strategy_keeps_the_resource_and_pins_the_product_label():
     assert mutated["metadata"]["annotations"][ann.DECISION].startswith(
         "nvidia.com/gpu: 1 on nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3-MIG-3g.40gb on pool h100-single"
     )
-    assert outcome.response["warnings"][0].endswith("-> 21.2 GiB <= 0.9 x 39.50 GiB of 3g.40gb")
+    assert outcome.response["warnings"][0].endswith("-> 21.2 GiB <= 0.9 x 39.25 GiB of 3g.40gb")
     kubernetes_validate.validate(mutated, K8S_VERSION, strict=True)
 
 

@@ -40,14 +40,15 @@ BOUNDARIES = [
     ("A100-80GB", 40193, "7g.80gb"),
     ("A100-80GB", 80896, "7g.80gb"),
     ("A100-80GB", 80897, None),
-    ("H100-80GB", 9984, "1g.10gb"),
-    ("H100-80GB", 9985, "1g.20gb"),
-    ("H100-80GB", 20096, "1g.20gb"),
-    ("H100-80GB", 20097, "3g.40gb"),
-    ("H100-80GB", 40448, "3g.40gb"),
-    ("H100-80GB", 40449, "7g.80gb"),
-    ("H100-80GB", 81152, "7g.80gb"),
-    ("H100-80GB", 81153, None),
+    # H100 and H200: the least memory any driver was seen to give (docs/catalog.md).
+    ("H100-80GB", 9856, "1g.10gb"),
+    ("H100-80GB", 9857, "1g.20gb"),
+    ("H100-80GB", 19968, "1g.20gb"),
+    ("H100-80GB", 19969, "3g.40gb"),
+    ("H100-80GB", 40192, "3g.40gb"),
+    ("H100-80GB", 40193, "7g.80gb"),
+    ("H100-80GB", 80896, "7g.80gb"),
+    ("H100-80GB", 80897, None),
     ("H100-94GB", 11008, "1g.12gb"),
     ("H100-94GB", 11009, "1g.24gb"),
     ("H100-94GB", 22144, "1g.24gb"),
@@ -59,12 +60,12 @@ BOUNDARIES = [
     # The H200's names are not its memory: 1g.18gb has 16.00 GiB.
     ("H200-141GB", 16384, "1g.18gb"),
     ("H200-141GB", 16385, "1g.35gb"),
-    ("H200-141GB", 33280, "1g.35gb"),
-    ("H200-141GB", 33281, "3g.71gb"),
-    ("H200-141GB", 71424, "3g.71gb"),
-    ("H200-141GB", 71425, "7g.141gb"),
-    ("H200-141GB", 143360, "7g.141gb"),
-    ("H200-141GB", 143361, None),
+    ("H200-141GB", 33024, "1g.35gb"),
+    ("H200-141GB", 33025, "3g.71gb"),
+    ("H200-141GB", 71168, "3g.71gb"),
+    ("H200-141GB", 71169, "7g.141gb"),
+    ("H200-141GB", 143104, "7g.141gb"),
+    ("H200-141GB", 143105, None),
     ("B200-180GB", 20992, "1g.23gb"),
     ("B200-180GB", 20993, "1g.45gb"),
     ("B200-180GB", 45312, "1g.45gb"),
@@ -77,8 +78,57 @@ BOUNDARIES = [
     ("RTX-PRO-6000-96GB", 24193, "2g.48gb"),
     ("RTX-PRO-6000-96GB", 48512, "2g.48gb"),
     ("RTX-PRO-6000-96GB", 48513, "4g.96gb"),
-    ("RTX-PRO-6000-96GB", 97408, "4g.96gb"),
-    ("RTX-PRO-6000-96GB", 97409, None),
+    ("RTX-PRO-6000-96GB", 97280, "4g.96gb"),
+    ("RTX-PRO-6000-96GB", 97281, None),
+    ("GH200-96GB", 11008, "1g.12gb"),
+    ("GH200-96GB", 11009, "1g.24gb"),
+    ("GH200-96GB", 22144, "1g.24gb"),
+    ("GH200-96GB", 22145, "3g.48gb"),
+    ("GH200-96GB", 47488, "3g.48gb"),
+    ("GH200-96GB", 47489, "7g.96gb"),
+    ("GH200-96GB", 95360, "7g.96gb"),
+    ("GH200-96GB", 95361, None),
+    ("H20-96GB", 11008, "1g.12gb"),
+    ("H20-96GB", 95361, None),
+    ("GH200-144GB", 17920, "1g.18gb"),
+    ("GH200-144GB", 17921, "1g.36gb"),
+    ("GH200-144GB", 36096, "1g.36gb"),
+    ("GH200-144GB", 36097, "3g.72gb"),
+    ("GH200-144GB", 72192, "3g.72gb"),
+    ("GH200-144GB", 72193, "7g.144gb"),
+    ("GH200-144GB", 144384, "7g.144gb"),
+    ("GH200-144GB", 144385, None),
+    ("GB200-186GB", 20480, "1g.23gb"),
+    ("GB200-186GB", 20481, "1g.47gb"),
+    ("GB200-186GB", 46592, "1g.47gb"),
+    ("GB200-186GB", 46593, "3g.93gb"),
+    ("GB200-186GB", 93184, "3g.93gb"),
+    ("GB200-186GB", 93185, "7g.186gb"),
+    ("GB200-186GB", 186368, "7g.186gb"),
+    ("GB200-186GB", 186369, None),
+    ("B300-288GB", 29568, "1g.34gb"),
+    ("B300-288GB", 29569, "1g.67gb"),
+    ("B300-288GB", 58240, "1g.67gb"),
+    ("B300-288GB", 58241, "3g.135gb"),
+    ("B300-288GB", 117504, "3g.135gb"),
+    ("B300-288GB", 117505, "7g.269gb"),
+    ("B300-288GB", 234112, "7g.269gb"),
+    ("B300-288GB", 234113, None),
+    ("GB300-278GB", 30464, "1g.35gb"),
+    ("GB300-278GB", 30465, "1g.70gb"),
+    ("GB300-278GB", 60928, "1g.70gb"),
+    ("GB300-278GB", 60929, "3g.139gb"),
+    ("GB300-278GB", 120960, "3g.139gb"),
+    ("GB300-278GB", 120961, "7g.278gb"),
+    ("GB300-278GB", 241920, "7g.278gb"),
+    ("GB300-278GB", 241921, None),
+    # RTX PRO 5000: 1g.12gb has fewer instances than 1g.12gb-me (same memory and slices).
+    ("RTX-PRO-5000-48GB", 10368, "1g.12gb-me"),
+    ("RTX-PRO-5000-48GB", 10369, "2g.24gb-me"),
+    ("RTX-PRO-5000-48GB", 20864, "2g.24gb-me"),
+    ("RTX-PRO-5000-48GB", 20865, "4g.48gb"),
+    ("RTX-PRO-5000-48GB", 41728, "4g.48gb"),
+    ("RTX-PRO-5000-48GB", 41729, None),
 ]
 
 
@@ -112,9 +162,10 @@ CORE_ESTIMATES = [
     ({"model-size": "350m", "precision": "fp32"}, "1g.10gb", "1.56"),  # 1.68e9 B
     ({"model-size": "1.5b", "precision": "bf16"}, "1g.10gb", "3.35"),  # 3.6e9 B
     ({"model-size": "560000000"}, "1g.10gb", "1.25"),  # 1.344e9 B
-    # 4362076160 x 2.4 = 10468982784 B = exactly 9984 MiB: fits 1g.10gb; one more param does not.
-    ({"model-size": "4362076160"}, "1g.10gb", "9.75"),
-    ({"model-size": "4362076161"}, "1g.20gb", "9.75"),
+    # 4306152106 x 2.4 = 10334765054.4 B, just under 9856 MiB (1g.10gb on every driver seen):
+    # fits 1g.10gb; one more param (10334765056.8 B) does not.
+    ({"model-size": "4306152106"}, "1g.10gb", "9.62"),
+    ({"model-size": "4306152107"}, "1g.20gb", "9.63"),
     ({"model-size": "0.5t", "precision": "int4"}, None, "279.40"),  # 3e11 B: whole GPU
 ]
 
@@ -143,6 +194,7 @@ MULTI_POOL = {
         {"name": "h100", "gpuModel": "H100-80GB"},
         {"name": "a100", "gpuModel": "A100-40GB", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}},
         {"name": "h100-twin", "gpuModel": "NVIDIA-H100-80GB-HBM3"},
+        {"name": "nvl", "gpuModel": "H100-94GB"},
     ]
 }
 
@@ -150,13 +202,13 @@ MULTI_POOL = {
 @pytest.mark.parametrize(
     "memory, pool, profile",
     [
-        ("9Gi", "a100", "1g.10gb"),  # A100 1g.10gb 9856 MiB wastes less than H100 1g.10gb 9984 MiB
-        ("4Gi", "a100", "1g.5gb"),
-        ("10Gi", "a100", "3g.20gb"),  # 19968 MiB < H100 1g.20gb 20096 MiB
-        ("19.6Gi", "h100", "1g.20gb"),  # 20070 MiB: over A100 3g.20gb, under H100 1g.20gb
-        ("39Gi", "a100", "7g.40gb"),  # 40192 < 40448
-        ("39.3Gi", "h100", "3g.40gb"),  # 40243 MiB: only H100 3g.40gb, tie with its twin -> first
-        ("79Gi", "h100", "7g.80gb"),
+        ("4Gi", "a100", "1g.5gb"),  # A100 1g.5gb 4864 MiB wastes least
+        ("9Gi", "h100", "1g.10gb"),  # H100 and A100 1g.10gb: 9856 MiB each, a tie -> the first pool
+        ("10Gi", "nvl", "1g.12gb"),  # 10240 MiB: over every 1g.10gb; NVL 1g.12gb 11008 < 1g.20gb 19968
+        ("19Gi", "h100", "1g.20gb"),  # H100 1g.20gb and A100 3g.20gb: 19968 MiB each -> first pool
+        ("19.6Gi", "nvl", "1g.24gb"),  # 20070 MiB: over every 19968 MiB slice; NVL 1g.24gb 22144
+        ("39.3Gi", "nvl", "3g.47gb"),  # 40243 MiB: over H100 3g.40gb's 40192
+        ("79Gi", "h100", "7g.80gb"),  # 80896 MiB: H100 7g.80gb exactly, tie with its twin -> first
     ],
 )
 def test_the_pool_that_wastes_least_wins_and_ties_go_to_the_first(memory, pool, profile):
@@ -181,6 +233,6 @@ def test_media_extension_profiles_are_picked_only_when_listed():
 def test_same_memory_goes_to_fewer_compute_slices():
     policy = one_pool_policy("H100-80GB")
     decision = decide(gpu_pod({"gpu-rightsizer.io/gpu-memory": "19Gi"}), policy)
-    assert decision.profile.name == "1g.20gb"  # not 2g.20gb (same 20096 MiB)
+    assert decision.profile.name == "1g.20gb"  # not 2g.20gb (same 19968 MiB)
     decision = decide(gpu_pod({"gpu-rightsizer.io/gpu-memory": "30Gi"}), policy)
     assert decision.profile.name == "3g.40gb"  # not 4g.40gb

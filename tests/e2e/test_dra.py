@@ -28,12 +28,13 @@ NODE = "dra-node-1"
 DRIVER = "gpu.nvidia.com"
 PRODUCT = "NVIDIA H100 80GB HBM3"  # NVML's name, as the driver's productName attribute carries it
 # Two 1g.10gb devices, one 3g.40gb, one 1g.20gb; memory as the driver reports it (MemorySizeMB MiB, in
-# bytes): 1g.10gb as the catalog has it (9984 MiB, driver 580), 3g.40gb 256 MiB less, as an
-# older driver might report it, for `catalog --from-cluster` to find.
+# bytes): 1g.10gb and 1g.20gb as driver 580 gives them (9984 and 20096 MiB, which the catalog
+# records; it sizes with the older driver's 9856 and 19968), 3g.40gb 256 MiB below anything the
+# catalog records, for `catalog --from-cluster` to find.
 DEVICES = [
     ("mig-0-1g-0", "1g.10gb", "9984Mi"),
     ("mig-0-1g-1", "1g.10gb", "9984Mi"),
-    ("mig-0-3g-4", "3g.40gb", "40192Mi"),
+    ("mig-0-3g-4", "3g.40gb", "39936Mi"),
     ("mig-1-1g20-0", "1g.20gb", "20096Mi"),  # for the pod the webhook rewrites (a 7b model: 1g.20gb)
 ]
 
@@ -176,10 +177,10 @@ def test_dra_extended_resource_serves_mig_requests(dra_cluster, capsys):
     rows = [line.split() for line in out.splitlines() if line.startswith(PRODUCT)]
     product_words = len(PRODUCT.split())
     rows = [(row[product_words], *row[product_words + 1 :]) for row in rows]
-    assert ("1g.10gb", "9984", "9984", "2", "ResourceSlice") in rows, out
-    assert ("3g.40gb", "40192", "40448", "1", "ResourceSlice") in rows, out
-    assert ("1g.20gb", "20096", "20096", "1", "ResourceSlice") in rows, out
-    assert f"differs: {PRODUCT} 3g.40gb: driver reports 40192 MiB, catalog 40448 MiB (-256 MiB)" in out
+    assert ("1g.10gb", "9984", "9856", "2", "ResourceSlice") in rows, out
+    assert ("3g.40gb", "39936", "40192", "1", "ResourceSlice") in rows, out
+    assert ("1g.20gb", "20096", "19968", "1", "ResourceSlice") in rows, out
+    assert f"differs: {PRODUCT} 3g.40gb: driver reports 39936 MiB, catalog 40192 MiB (-256 MiB)" in out
     assert f"differs: {PRODUCT} 1g.10gb" not in out
 
 

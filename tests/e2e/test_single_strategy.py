@@ -4,7 +4,7 @@ labelled the way GPU feature discovery labels single-strategy MIG nodes
 (nvidia.com/gpu.product=<product>-MIG-<profile>, MIG devices exposed as nvidia.com/gpu;
 NVIDIA/gpu-feature-discovery mig-strategy.go, migStrategySingle.GenerateLabels).
 
-An 8B bf16 server with 4 x 8k contexts needs 21.2 GiB <= 0.9 x 39.50 GiB: it must land on
+An 8B bf16 server with 4 x 8k contexts needs 21.2 GiB <= 0.9 x 39.25 GiB: it must land on
 the 3g.40gb node, not the 1g.20gb one the weights-only estimate picks — and a pod that
 gives only model-size does land there.
 """
@@ -171,7 +171,7 @@ def test_single_strategy_pool_schedules_onto_the_gfd_labelled_node(control_plane
     annotations = serving["metadata"]["annotations"]
     assert annotations["gpu-rightsizer.io/assigned-profile"] == "3g.40gb"
     assert annotations["gpu-rightsizer.io/decision"].endswith(
-        "weights 14.96 GiB + KV 4.00 GiB (8192 x 4) + 2.25 GiB -> 21.2 GiB <= 0.9 x 39.50 GiB of 3g.40gb"
+        "weights 14.96 GiB + KV 4.00 GiB (8192 x 4) + 2.25 GiB -> 21.2 GiB <= 0.9 x 39.25 GiB of 3g.40gb"
     )
     assert weights["metadata"]["annotations"]["gpu-rightsizer.io/assigned-profile"] == "1g.20gb"
     validate_pod(serving)

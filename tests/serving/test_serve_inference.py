@@ -50,7 +50,7 @@ def test_inference_pod_is_pinned_with_the_arithmetic_in_the_warning(server):
     assert response["warnings"][0] == (
         "gpu-rightsizer: nvidia.com/gpu: 1 on nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3-MIG-3g.40gb on pool "
         'h100-single (H100-80GB) for container "server": weights 14.96 GiB + KV 4.00 GiB (8192 x 4) + 2.25 GiB '
-        "-> 21.2 GiB <= 0.9 x 39.50 GiB of 3g.40gb"
+        "-> 21.2 GiB <= 0.9 x 39.25 GiB of 3g.40gb"
     )
     mutated = jsonpatch.apply_patch(pod, json.loads(base64.b64decode(response["patch"])))
     validate_pod(mutated)

@@ -67,7 +67,7 @@ def run_from_cluster(kubeconfig: str | None) -> int:
     catalog = builtin_catalog()
     print(f"{'product':<36}{'profile':<16}{'memory MiB':>11}{'catalog MiB':>12}{'count':>7}  source")
     for item in seen:
-        model = dra.catalog_model(item.product, catalog)
+        model = catalog.lookup(item.product)
         profile = model.profile(item.profile) if model else None
         memory = "-" if item.memory_mib is None else str(item.memory_mib)
         known = "-" if profile is None else str(profile.memory_mib)

@@ -39,8 +39,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core.catalog import Catalog, GpuModel
-from webhook.core.constants import MIG_RESOURCE_PREFIX, PRODUCT_LABEL
+from webhook.core.catalog import Catalog
+from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
+from webhook.core.gpu_product import parse_product_label
 from webhook.core.policy import Policy
 
 DRIVER = "gpu.nvidia.com"
@@ -179,38 +180,27 @@ def profiles_from_slices(
 
 def profiles_from_nodes(nodes: Iterable[dict[str, Any]]) -> list[SeenProfile]:
     """The MIG profiles per product on device-plugin nodes: GFD's product label and the
-    node's allocatable nvidia.com/mig-<profile> (which says nothing of memory)."""
+    node's allocatable nvidia.com/mig-<profile> (which says nothing of memory); on a
+    single-strategy node, the label's -MIG-<profile> and its allocatable nvidia.com/gpu."""
     counts: dict[tuple[str, str], int] = {}
     for node in nodes:
         product = ((node.get("metadata") or {}).get("labels") or {}).get(PRODUCT_LABEL)
         if not product:
             continue
+        single_profile = parse_product_label(product).mig_profile
         for resource, amount in ((node.get("status") or {}).get("allocatable") or {}).items():
+            profile = None
             if resource.startswith(MIG_RESOURCE_PREFIX):
                 profile = resource[len(MIG_RESOURCE_PREFIX) :]
+            elif resource == GPU_RESOURCE and single_profile:
+                profile = single_profile
+            if profile:
                 try:
                     count = int(str(amount))
                 except ValueError:
                     continue
                 counts[(product, profile)] = counts.get((product, profile), 0) + count
     return [SeenProfile(product, profile, None, count, "node") for (product, profile), count in sorted(counts.items())]
-
-
-_GFD_SUFFIX = re.compile(r"-(SHARED|MIG-[^ ]+)$")
-
-
-def catalog_model(product: str, catalog: Catalog) -> GpuModel | None:
-    """The catalog model of a product name as a cluster shows it: GFD's label (its
-    `-SHARED` suffix on time-sliced nodes and `-MIG-<profile>` on single-strategy nodes
-    stripped; both may appear, in either order of stripping) or NVML's name as the DRA
-    driver's productName carries it, with spaces where GFD writes dashes."""
-    name = product.strip().replace(" ", "-")
-    while True:
-        stripped = _GFD_SUFFIX.sub("", name)
-        if stripped == name:
-            break
-        name = stripped
-    return catalog.lookup(name)
 
 
 @dataclass(frozen=True)
@@ -223,17 +213,24 @@ class Difference:
 def compare_with_catalog(seen: Iterable[SeenProfile], catalog: Catalog) -> list[Difference]:
     """Where what a cluster reports differs from the built-in catalog: an unknown product,
     a profile the catalog's model lacks, or memory other than the catalog's (less memory
-    means a slice sized by the catalog may not hold what the webhook promised)."""
+    means a slice sized by the catalog may not hold what the webhook promised). Memory the
+    catalog records for one of the drivers it was read on is no difference: the catalog
+    sizes with the least of those on purpose (docs/catalog.md)."""
     found = []
     for item in seen:
-        model = catalog_model(item.product, catalog)
+        # Catalog.lookup reads GFD's -MIG-<profile> / -SHARED suffixes and NVML's spaces.
+        model = catalog.lookup(item.product)
         if model is None:
             found.append(Difference(item.product, item.profile, "product not in the built-in catalog"))
             continue
         profile = model.profile(item.profile)
         if profile is None:
             found.append(Difference(item.product, item.profile, f"{model.key} has no such profile in the catalog"))
-        elif item.memory_mib is not None and item.memory_mib != profile.memory_mib:
+        elif (
+            item.memory_mib is not None
+            and item.memory_mib != profile.memory_mib
+            and item.memory_mib not in dict(profile.memory_mib_seen).values()
+        ):
             delta = item.memory_mib - profile.memory_mib
             found.append(
                 Difference(

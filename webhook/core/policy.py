@@ -25,6 +25,7 @@ from webhook.core.annotations import BYTES_PER_PARAM
 from webhook.core.catalog import Catalog, GpuModel, MigProfile, builtin_catalog
 from webhook.core.constants import PRODUCT_LABEL
 from webhook.core.errors import PolicyError, TableError
+from webhook.core.gpu_product import ProductLabel, parse_product_label
 from webhook.core.quota import QuotaMode, share_table
 
 # --- the file's schema -------------------------------------------------------------
@@ -147,15 +148,15 @@ class Pool:
     node_selector: tuple[tuple[str, str], ...]
     strategy: str = "mixed"  # the device plugin's MIG strategy: "mixed" or "single"
     # For `single`: the GPU feature discovery product name the `-MIG-<profile>` label
-    # extends (the pool's nvidia.com/gpu.product selector, else the model's first alias).
+    # extends (the pool's nvidia.com/gpu.product selector read by gpu_product, else the
+    # model's first alias), and whether the selector names time-sliced/MPS-shared nodes.
     product: str = ""
+    shared: bool = False
 
     def mig_product(self, profile: MigProfile) -> str:
         """GFD's nvidia.com/gpu.product on a single-strategy node of ``profile``:
-        "<product>-MIG-<profile>" (NVIDIA/gpu-feature-discovery: mig-strategy.go,
-        migStrategySingle.GenerateLabels, fmt.Sprintf("%s-MIG-%s", product, name); later
-        internal/lm/resource.go getProductName joins (product, "MIG", profile) with "-")."""
-        return f"{self.product}-MIG-{profile.name}"
+        "<product>-MIG-<profile>[-SHARED]" (webhook/core/gpu_product.py cites GFD)."""
+        return ProductLabel(self.product, profile.name, self.shared).value
 
 
 @dataclass(frozen=True)
@@ -298,15 +299,44 @@ def _compile_pool(index: int, spec: PoolSpec, catalog: Catalog) -> Pool:
     for key, value in spec.node_selector.items():
         if not key:
             raise PolicyError(f"{path}.nodeSelector: keys must not be empty")
-    product = spec.node_selector.get(PRODUCT_LABEL) or (model.aliases[0] if model.aliases else model.key)
+    selected = spec.node_selector.get(PRODUCT_LABEL)
+    label = parse_product_label(selected or (model.aliases[0] if model.aliases else model.key))
+    if selected is not None:
+        _check_product_selector(f"{path}.nodeSelector.{PRODUCT_LABEL}", selected, label, spec, model, catalog)
     return Pool(
         name=spec.name,
         model=model,
         profiles=profiles,
         node_selector=tuple(spec.node_selector.items()),
         strategy=spec.strategy,
-        product=product,
+        product=label.product,
+        shared=label.shared,
     )
+
+
+def _check_product_selector(
+    path: str, selected: str, label: ProductLabel, spec: PoolSpec, model: GpuModel, catalog: Catalog
+) -> None:
+    """A pool's nvidia.com/gpu.product selector must name the pool's GPU model and a label
+    GFD writes for its strategy (gpu_product.py: `<product>[-MIG-<profile>][-SHARED]`)."""
+    named = catalog.lookup(selected)
+    if named is not None and named.key != model.key:
+        raise PolicyError(
+            f"{path}: {selected!r} is a {named.key} product, not the pool's gpuModel {model.key}; "
+            f"accepted: {', '.join(model.aliases) or model.key} (with -SHARED for shared nodes)"
+        )
+    if label.mig_profile is None:
+        return
+    if spec.strategy != "single":
+        raise PolicyError(
+            f"{path}: {selected!r} is a single-strategy label (-MIG-{label.mig_profile}); on strategy "
+            f"mixed GFD labels nodes with the GPU's own product name; accepted: {label.product!r}"
+        )
+    if spec.profiles != [label.mig_profile]:
+        raise PolicyError(
+            f"{path}: {selected!r} names only {label.mig_profile} nodes; the pool's profiles must then be "
+            f"exactly [{label.mig_profile}] (or select the product {label.product!r}, which every profile extends)"
+        )
 
 
 def _loc_path(loc: tuple[int | str, ...]) -> str:

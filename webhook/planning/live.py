@@ -10,8 +10,6 @@ so objects are read through kubernetes.dynamic as plain dicts.
 
 from __future__ import annotations
 
-import re
-
 from webhook.core import annotations as ann
 from webhook.core.capacity import MIG_RESOURCE
 from webhook.core.catalog import GpuModel, builtin_catalog
@@ -158,17 +156,13 @@ def demand_from_pods(pods: list[dict], policy: Policy) -> Demand:
 # --- nodes -> supply ------------------------------------------------------------------
 
 
-def product_model(product: str) -> GpuModel | None:
-    # With mig.strategy=single GFD appends the profile: NVIDIA-A100-SXM4-40GB-MIG-1g.5gb
-    return builtin_catalog().lookup(re.sub(r"-MIG-.*$", "", product))
-
-
 def node_pool(node: dict, policy: Policy) -> Pool | None:
     labels = (node.get("metadata") or {}).get("labels") or {}
     for pool in policy.pools:
         if pool.node_selector and all(labels.get(k) == v for k, v in pool.node_selector):
             return pool
-    model = product_model(labels.get(PRODUCT_LABEL, ""))
+    # Catalog.lookup reads GFD's -MIG-<profile> (single strategy) and -SHARED suffixes.
+    model = builtin_catalog().lookup(labels.get(PRODUCT_LABEL, ""))
     return next((p for p in policy.pools if model is not None and p.model.key == model.key), None)
 
 
