@@ -3,7 +3,7 @@
 #   kubelet, kube-proxy     Kubernetes v1.36.3, from tests/e2e/go (the control plane's module)
 #   containerd 2.4.2        daemon, runc shim and ctr, from tests/node/go/containerd
 #   runc 1.5.3              with seccomp (RuntimeDefault profiles), from tests/node/go/runc
-#   fake-nvidia-device-plugin, pause   our own small Go programs (tests/node/go/*)
+#   fake-nvidia-device-plugin, fake-nvidia-dra-plugin, pause   our own small Go programs (tests/node/go/*)
 #   the stand-in base image python:3.11-slim (Debian bookworm's python3, by mmdebstrap)
 # and installs the Debian packages the tier needs when they are missing (CI's machine may
 # be new). Idempotent: binaries land in $GPU_RIGHTSIZER_CACHE (default
@@ -85,8 +85,10 @@ t=$SECONDS
 mkdir -p "$TOOLS_BIN"
 (cd "$HERE/go/deviceplugin" && CGO_ENABLED=0 go build -o "$TOOLS_BIN/fake-nvidia-device-plugin" .) \
     || die "go build of the fake device plugin failed"
+(cd "$HERE/go/draplugin" && CGO_ENABLED=0 go build -o "$TOOLS_BIN/fake-nvidia-dra-plugin" .) \
+    || die "go build of the fake DRA kubelet plugin failed"
 (cd "$HERE/go/pause" && CGO_ENABLED=0 go build -o "$TOOLS_BIN/pause" .) || die "go build of pause failed"
-step "fake-nvidia-device-plugin and pause built" $t
+step "fake-nvidia-device-plugin, fake-nvidia-dra-plugin and pause built" $t
 
 # No registry is reachable: the Dockerfile's base image is made from Debian's packages.
 if [[ ! -s "$BASE_TAR" ]]; then

@@ -63,7 +63,7 @@ class NodeBinaries:
 
     k8s: Path  # etcd, kube-apiserver, ..., kubelet, kube-proxy, kubectl
     runtime: Path  # containerd, containerd-shim-runc-v2, ctr, runc
-    tools: Path  # fake-nvidia-device-plugin, pause
+    tools: Path  # fake-nvidia-device-plugin, fake-nvidia-dra-plugin, pause
 
 
 def _run(*argv: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -168,6 +168,7 @@ class RealNode:
     plane: ControlPlane | None = None
     processes: list[ManagedProcess] = field(default_factory=list)
     device_plugin: ManagedProcess | None = None
+    dra_plugin: ManagedProcess | None = None
     startup_seconds: float = 0.0
 
     def __post_init__(self) -> None:
@@ -177,6 +178,9 @@ class RealNode:
         self.pods_cgroup = "kubepods"
         self.containerd_socket = self.workdir / "containerd" / "containerd.sock"
         self.kubelet_dir = self.workdir / "kubelet"
+        # containerd's only CDI spec directory (not the host's /var/run/cdi, which other
+        # node tiers on this machine would share); the DRA plugin writes its specs here.
+        self.cdi_dir = self.workdir / "cdi-specs"
         self.logs = self.workdir / "logs"
 
     # ---- lifecycle
@@ -229,6 +233,7 @@ class RealNode:
         if self.device_plugin is not None:
             stop_all([self.device_plugin])
             self.device_plugin = None
+        self.stop_dra_plugin()
         stop_all(list(reversed(self.processes)))
         self.processes.clear()
         kill_cgroup_tree(self.pods_cgroup)
@@ -251,6 +256,8 @@ class RealNode:
         parts = [p.log_tail(lines) for p in self.processes]
         if self.device_plugin is not None:
             parts.append(self.device_plugin.log_tail(lines))
+        if self.dra_plugin is not None:
+            parts.append(self.dra_plugin.log_tail(lines))
         if self.plane is not None:
             parts.append(self.plane.log_tails(lines))
         return "\n\n".join(parts)
@@ -319,6 +326,10 @@ state = "{root / "state"}"
   restrict_oom_score_adj = true
   # Pod network namespaces under the state dir, removed with it.
   netns_mounts_under_state_dir = true
+  # CDI is always on in containerd 2.x (its config migration drops `enable_cdi`: "CDI is
+  # always enabled"); the default spec dirs are /etc/cdi and /var/run/cdi
+  # (internal/cri/config/config_unix.go). The DRA plugin's specs go to the node's own dir.
+  cdi_spec_dirs = ["{self.cdi_dir}"]
 
 [{cri}.containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
@@ -487,6 +498,50 @@ state = "{root / "state"}"
             return all(allocatable.get(name, "0") == str(count) for name, count in resources.items())
 
         wait_for(shown, timeout, interval=0.5, message=f"node allocatable to show {dict(resources)}")
+
+    # ---- the fake NVIDIA DRA kubelet plugin
+
+    def start_dra_plugin(self, migs: Sequence[str], timeout: float = 60) -> dict:
+        """Start the fake DRA kubelet plugin (driver gpu.nvidia.com) with these MIG devices
+        ("1g.10gb@0": profile and placement start on the node's one H100) and wait for its
+        ResourceSlice; returns it. The kubelet registers the plugin through
+        <kubelet dir>/plugins_registry and calls it to prepare claims."""
+        self.stop_dra_plugin()
+        self.cdi_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(self.bins.tools / "fake-nvidia-dra-plugin"),
+            "--kubeconfig",
+            str(self.plane.kubeconfig),
+            "--node-name",
+            self.node_name,
+            "--kubelet-dir",
+            str(self.kubelet_dir),
+            "--cdi-dir",
+            str(self.cdi_dir),
+            "--v",
+            "2",
+        ]
+        for mig in migs:
+            argv += ["--mig", mig]
+        log = self.logs / f"dra-plugin-{int(time.time() * 1000)}.log"
+        self.dra_plugin = ManagedProcess.start("fake-nvidia-dra-plugin", argv, log)
+
+        def published() -> dict | None:
+            self.dra_plugin.check_alive()
+            slices = self.plane.get_json("resourceslices")["items"]
+            mine = [
+                s
+                for s in slices
+                if s["spec"].get("driver") == "gpu.nvidia.com" and s["spec"].get("nodeName") == self.node_name
+            ]
+            return mine[0] if len(mine) == 1 and len(mine[0]["spec"].get("devices") or []) == len(migs) else None
+
+        return wait_for(published, timeout, interval=0.5, message="the DRA plugin's ResourceSlice")
+
+    def stop_dra_plugin(self) -> None:
+        if self.dra_plugin is not None:
+            stop_all([self.dra_plugin])
+            self.dra_plugin = None
 
     def allocated_device_ids(self) -> list[str]:
         """Device IDs the fake plugin handed out (its 'allocate [...]' log lines)."""
