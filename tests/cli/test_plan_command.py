@@ -107,3 +107,24 @@ def test_big_fleet_report_draws_one_row_per_layout(tmp_path, capsys):
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["gpus_right_sized"] == 72 == data["lower_bound"]  # ceil(500 / 7)
     assert (tmp_path / "r" / "layout-h100-80.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_docs_quote_a_real_run_of_the_reference_mix(tmp_path, capsys):
+    """docs/planner.md shows the whole output of the command, the README its headline lines:
+    both are what the command prints now."""
+    assert main(["plan", MIX, "--report", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out.replace(str(tmp_path / "report"), "report").splitlines()
+    root = EXAMPLES.parent
+    planner = (root / "docs" / "planner.md").read_text().splitlines()
+    start = planner.index("    $ gpu-rightsizer plan examples/reference-mix/ --report report/") + 1
+    block = []
+    for line in planner[start:]:
+        if not line.startswith("    "):
+            break
+        block.append(line[4:])
+    assert block == out
+    readme = (root / "README.md").read_text()
+    shown = readme[readme.index("$ gpu-rightsizer plan examples/reference-mix/") :].split("```")[0].splitlines()[1:]
+    assert [line for line in shown if line.strip() and line != "..."] == [
+        line for line in out if line.startswith(("pool ", "h100-80 ", "whole-GPU", "report:"))
+    ]
