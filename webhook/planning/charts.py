@@ -9,6 +9,7 @@ what it shows, and the terms it uses are the ones ``TERMS`` defines for report.m
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -109,8 +110,6 @@ def build_figures(plan: FleetPlan, data: dict) -> list[tuple[str, Figure]]:
 
 
 def save_figures(figures: list[tuple[str, Figure]], directory: str) -> list[str]:
-    import os
-
     for name, fig in figures:
         fig.savefig(os.path.join(directory, name), dpi=DPI)
     return [name for name, _ in figures]
