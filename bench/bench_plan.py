@@ -1,7 +1,7 @@
 """How long `plan` takes on a 1,000-pod demand that needs about 200 GPUs.
 
 Run: .venv/bin/python bench/bench_plan.py [--pods 1000] [--seed 1] [--time-limit 60]
-Builds 1,000 pods of the reference mix's kinds (random model sizes, one H100-80GB pool),
+Builds 1,000 pods sized by annotations (random model sizes and precisions, one H100-80GB pool),
 sizes them with the webhook's decision, solves, places every pod, and prints the wall
 time of each step, the GPU count, its lower bound and whether it is proven optimal.
 """
@@ -19,7 +19,7 @@ from webhook.planning.fleet import plan_fleet
 from webhook.planning.live import layout_of_config_name
 from webhook.planning.solver import LiveGpu
 
-# (model size, precision, GPUs per pod): the reference mix's kinds plus a few others
+# (model size, precision, GPUs per pod), drawn with the weights below
 KINDS = [
     ("7b", "fp16", 1),
     ("3b", "fp16", 1),

@@ -14,15 +14,18 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_reference_mix_report(tmp_path, capsys):
     assert main(["plan", MIX, "--report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "whole-GPU requests: 105 GPUs; right-sized: 35 GPUs; ratio 3.00x; lower bound 35; proven optimal" in out
+    # 95 one-GPU pods + 5 pods x 2 GPUs = 105 whole GPUs. Right-sized (tests/planning:
+    # test_reference_mix_sizes): 15 x 1g.10gb, 60 x 1g.20gb, 20 x 3g.40gb and 10 whole GPUs;
+    # 15 + 2 x 60 + 4 x 20 = 215 memory slices need ceil(215 / 8) = 27 GPUs, + 10 = 37.
+    assert "whole-GPU requests: 105 GPUs; right-sized: 37 GPUs; ratio 2.84x; lower bound 37; proven optimal" in out
     data = json.loads((tmp_path / "report.json").read_text())
-    assert data["gpus_whole_gpu_requests"] == 105 and data["gpus_right_sized"] == 35
-    assert data["ratio"] >= 2.9 and data["proven_optimal"] and data["pods"] == 100
+    assert data["gpus_whole_gpu_requests"] == 105 and data["gpus_right_sized"] == 37
+    assert data["ratio"] == round(105 / 37, 3) and data["proven_optimal"] and data["pods"] == 100
     pool = data["pools"][0]
-    assert pool["gpus"] == pool["lower_bound"] == 35 and pool["whole_gpus"] == 10
+    assert pool["gpus"] == pool["lower_bound"] == 37 and pool["whole_gpus"] == 10
     assert 0 < pool["slice_utilisation"] <= 1 and 0 < pool["memory_utilisation"] <= 1
     md = (tmp_path / "report.md").read_text()
-    assert "**105**" in md and "**35**" in md and "proven optimal" in md
+    assert "**105**" in md and "**37**" in md and "proven optimal" in md
     for chart in ("gpus.png", "utilisation.png", "layout-h100-80.png"):
         assert (tmp_path / chart).read_bytes().startswith(PNG_MAGIC)
         assert f"]({chart})" in md
@@ -64,7 +67,9 @@ def test_demand_that_does_not_fit_names_the_left_over_pods(capsys):
     assert main(["plan", MIX, "--gpus", "h100-80=30"]) == 1
     captured = capsys.readouterr()
     assert "left over:" in captured.err and "does not fit: pool h100-80 has 30 GPUs" in captured.err
-    assert captured.err.count("left over:") == 5  # 35 GPUs are the minimum; 5 units stay out
+    # 37 GPUs are the minimum: 7 short. The fewest units to leave out are 7 whole GPUs (one
+    # GPU each), and a pod is left over whole: 4 of the 2-GPU pods, 8 units.
+    assert captured.err.count("left over:") == 8
 
 
 def test_gpus_by_model_name_and_bad_spec(capsys):
@@ -102,3 +107,24 @@ def test_big_fleet_report_draws_one_row_per_layout(tmp_path, capsys):
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["gpus_right_sized"] == 72 == data["lower_bound"]  # ceil(500 / 7)
     assert (tmp_path / "r" / "layout-h100-80.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_docs_quote_a_real_run_of_the_reference_mix(tmp_path, capsys):
+    """docs/planner.md shows the whole output of the command, the README its headline lines:
+    both are what the command prints now."""
+    assert main(["plan", MIX, "--report", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out.replace(str(tmp_path / "report"), "report").splitlines()
+    root = EXAMPLES.parent
+    planner = (root / "docs" / "planner.md").read_text().splitlines()
+    start = planner.index("    $ gpu-rightsizer plan examples/reference-mix/ --report report/") + 1
+    block = []
+    for line in planner[start:]:
+        if not line.startswith("    "):
+            break
+        block.append(line[4:])
+    assert block == out
+    readme = (root / "README.md").read_text()
+    shown = readme[readme.index("$ gpu-rightsizer plan examples/reference-mix/") :].split("```")[0].splitlines()[1:]
+    assert [line for line in shown if line.strip() and line != "..."] == [
+        line for line in out if line.startswith(("pool ", "h100-80 ", "whole-GPU", "report:"))
+    ]

@@ -58,16 +58,68 @@ def test_every_example_pod_gets_what_the_webhook_gives_it():
 
 
 def test_reference_mix_sizes():
+    """Every workload of the reference mix is sized from its vLLM command line (it has no
+    gpu-rightsizer annotation), through the webhook's engine-flag path."""
     demand = demand_from_manifests([str(EXAMPLES / "reference-mix")], POLICY)
     sizes = {w.name: (w.replicas, dict(w.per_replica), w.action) for w in demand.workloads}
     assert sizes == {
-        "llm-7b-fp16": (30, {"1g.20gb": 1}, "rewrite"),
-        "llm-3b-fp16": (35, {"1g.10gb": 1}, "rewrite"),
-        "llm-34b-int4": (10, {"1g.20gb": 1}, "rewrite"),
-        "llm-13b-fp16": (20, {"3g.40gb": 1}, "rewrite"),
-        "llm-70b-fp16": (5, {WHOLE_GPU: 2}, "unchanged"),
+        "router-qwen-1.5b": (15, {"1g.10gb": 1}, "rewrite"),
+        "assistant-llama-3b": (20, {"1g.20gb": 1}, "rewrite"),
+        "chat-llama-8b-fp8": (25, {"1g.20gb": 1}, "rewrite"),
+        "rag-qwen-7b": (10, {"3g.40gb": 1}, "rewrite"),
+        "chat-qwen-14b-awq": (10, {"1g.20gb": 1}, "rewrite"),
+        "agent-gpt-oss-20b": (5, {"1g.20gb": 1}, "rewrite"),
+        "reasoning-qwen-32b-awq": (10, {"3g.40gb": 1}, "rewrite"),
+        "chat-llama-70b-tp2": (5, {WHOLE_GPU: 2}, "unchanged"),
     }
-    assert len(demand.units) == 30 + 35 + 10 + 20 + 10
+    assert len(demand.units) == 15 + 20 + 25 + 10 + 10 + 5 + 10 + 5 * 2
+    for w in demand.workloads:
+        if w.action == "rewrite":
+            assert 'read from the vLLM command of container "vllm" (vllm serve ' in w.message, w.name
+    for _, doc in load_documents(str(EXAMPLES / "reference-mix" / "workloads.yaml")):
+        assert not doc["spec"]["template"]["metadata"].get("annotations"), "sized by its flags alone"
+
+
+def _mix_pod(name):
+    for _, doc in load_documents(str(EXAMPLES / "reference-mix" / "workloads.yaml")):
+        if doc["metadata"]["name"] == name:
+            return pod_of(doc)[0]
+    raise AssertionError(name)
+
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+def test_reference_mix_arithmetic_written_out():
+    """Two workloads of the mix, by hand from the architecture table's rows
+    (webhook/core/data/architectures.yaml), the default policy and the H100's real usable
+    memory (nvidia-smi mig -lgip: 1g.10gb 9984 MiB, 1g.20gb 20096 MiB, 3g.40gb 40448 MiB)."""
+    from webhook.core.decision import decide
+
+    fixed = (1536 + 768) * MIB  # activationMiB + runtimeOverheadMiB
+    # vllm serve RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8 --max-model-len 16384 --kv-cache-dtype fp8
+    # llama-3.1-8b: 8,030,261,248 params, 32 layers, 8 KV heads, head dim 128.
+    weights = 8_030_261_248 * 1  # FP8 checkpoint: 1 byte a weight
+    kv = 2 * 32 * 8 * 128 * 1 * 16384  # K and V x layers x heads x dim x 1 byte (fp8 cache) x tokens
+    assert kv == 1 * GIB
+    need = weights + kv + fixed
+    assert need == 11_519_922_176  # 10.73 GiB
+    assert need > 0.9 * 9984 * MIB  # not within --gpu-memory-utilization 0.9 of a 1g.10gb
+    assert need <= 0.9 * 20096 * MIB  # within 0.9 of a 1g.20gb (17.66 GiB)
+    decision = decide(_mix_pod("chat-llama-8b-fp8"), POLICY)
+    assert decision.need.bytes == need and decision.profile.name == "1g.20gb"
+    assert "weights 7.48 GiB (fp8: FP8 checkpoint) + KV 1.00 GiB (16384 x 1) + 2.25 GiB -> 10.7 GiB" in decision.message
+
+    # vllm serve Qwen/Qwen2.5-7B-Instruct --dtype bfloat16 --max-model-len 32768
+    # qwen2.5-7b: 7,615,616,512 params, 28 layers, 4 KV heads, head dim 128.
+    weights = 7_615_616_512 * 2  # bf16
+    kv = 2 * 28 * 4 * 128 * 2 * 32768  # the cache in the model's dtype (kv-cache-dtype auto)
+    need = weights + kv + fixed
+    assert need == 19_526_200_320  # 18.19 GiB: over 0.9 x 20096 MiB (17.66 GiB), so not a 1g.20gb/2g.20gb
+    assert 0.9 * 20096 * MIB < need <= 0.9 * 40448 * MIB
+    decision = decide(_mix_pod("rag-qwen-7b"), POLICY)
+    assert decision.need.bytes == need and decision.profile.name == "3g.40gb"
 
 
 def test_replicas_parallelism_and_kinds(tmp_path):

@@ -81,10 +81,12 @@ def test_gap_is_reported_when_the_search_stops_early():
 
 
 def test_reference_mix_meets_its_lower_bound():
-    demand = {"1g.20gb": 40, "1g.10gb": 35, "3g.40gb": 20, WHOLE_GPU: 10}
+    # examples/reference-mix as the webhook sizes it (test_planning_demand.test_reference_mix_sizes).
+    demand = {"1g.10gb": 15, "1g.20gb": 60, "3g.40gb": 20, WHOLE_GPU: 10}
     plan = solve_pool(PoolProblem(POOL, demand))
     check_plan(plan, demand)
-    assert lower_bound(POOL, demand) == 35 and plan.gpu_count == 35 and plan.proven_optimal
+    # 10 whole GPUs + ceil((15 x 1 + 60 x 2 + 20 x 4) memory slices / 8) = 10 + 27
+    assert lower_bound(POOL, demand) == 37 and plan.gpu_count == 37 and plan.proven_optimal
 
 
 def test_stranded_memory_is_minimised_after_gpu_count():

@@ -8,11 +8,11 @@ import json
 import os
 from collections import Counter
 
+from webhook.planning.charts import CAPTIONS, TERMS, build_figures, save_figures
 from webhook.planning.fleet import FleetPlan
 from webhook.planning.geometry import memory_mib
 
 MIB_PER_GIB = 1024
-MAX_GPU_ROWS = 64  # past this a row per GPU stops being readable
 
 
 def _pool_figures(plan: FleetPlan, pool_plan) -> dict:
@@ -134,6 +134,10 @@ def markdown(data: dict, charts: list[str]) -> str:
             f"{'yes' if p['proven_optimal'] else 'gap ' + str(p['gap_to_lower_bound'])} | {_pct(p['slice_utilisation'])} | "
             f"{_pct(p['memory_utilisation'])} | {p['stranded_memory_gib']:.1f} GiB | {p['idle_instance_memory_gib']:.1f} GiB | {p['reconfigurations']} |"
         )
+    out += ["", "What the columns mean:", ""] + [f"- **{term}**: {text}." for term, text in TERMS.items()]
+    out += ["", "## Charts"]
+    for chart in charts:
+        out += ["", f"![{chart}]({chart})", "", f"*{CAPTIONS[_caption_key(chart)]}*"]
     for p in data["pools"]:
         out += ["", f"## Pool {p['pool']} layouts", "", "| GPUs | layout |", "|---:|---|"]
         out += [f"| {l['gpus']} | {l['layout']} |" for l in p["layouts"]]
@@ -153,8 +157,11 @@ def markdown(data: dict, charts: list[str]) -> str:
         out += ["", "## Left over", ""] + [f"- {x['pod']} ({x['resource']}): {x['why']}" for x in data["left_over"]]
     if data["moves"]:
         out += ["", "## Pods that would move", ""] + [f"- {m['pod']}: {m['from']} -> {m['to']}" for m in data["moves"]]
-    out += ["", "## Charts", ""] + [f"![{c}]({c})" for c in charts]
     return "\n".join(out) + "\n"
+
+
+def _caption_key(chart: str) -> str:
+    return "layout" if chart.startswith("layout-") else chart.removesuffix(".png")
 
 
 def write_report(plan: FleetPlan, directory: str) -> dict:
@@ -170,122 +177,5 @@ def write_report(plan: FleetPlan, directory: str) -> dict:
 
 
 def write_charts(plan: FleetPlan, data: dict, directory: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    from matplotlib import pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    names = []
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    values = [data["gpus_whole_gpu_requests"], data["gpus_right_sized"], data["lower_bound"]]
-    bars = ax.bar(
-        ["whole-GPU\nrequests", "right-sized\nMIG", "lower\nbound"], values, color=["#888", "#76b900", "#bbb"]
-    )
-    ax.bar_label(bars)
-    ax.set_ylabel("GPUs")
-    ax.set_title(f"GPUs needed (ratio {data['ratio']:.2f}x)" if data["ratio"] else "GPUs needed")
-    fig.tight_layout()
-    fig.savefig(os.path.join(directory, "gpus.png"), dpi=100)
-    plt.close(fig)
-    names.append("gpus.png")
-
-    if data["pools"]:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
-        pools = [p["pool"] for p in data["pools"]]
-        x = range(len(pools))
-        left.bar(
-            [i - 0.2 for i in x],
-            [100 * (p["slice_utilisation"] or 0) for p in data["pools"]],
-            0.4,
-            label="compute slices",
-        )
-        left.bar(
-            [i + 0.2 for i in x], [100 * (p["memory_utilisation"] or 0) for p in data["pools"]], 0.4, label="memory"
-        )
-        left.set_xticks(list(x), pools)
-        left.set_ylim(0, 120)  # room for the legend above 100%
-        left.set_ylabel("% of planned GPUs in use")
-        left.set_title("Utilisation per pool")
-        left.legend(loc="upper center", ncol=2)
-        right.bar(
-            pools, [p["stranded_memory_gib"] for p in data["pools"]], color="#d62728", label="stranded (no instance)"
-        )
-        right.bar(
-            pools,
-            [p["idle_instance_memory_gib"] for p in data["pools"]],
-            bottom=[p["stranded_memory_gib"] for p in data["pools"]],
-            color="#ffbf80",
-            label="idle instances",
-        )
-        right.set_ylabel("GiB")
-        right.set_title("Memory not serving a pod")
-        right.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(directory, "utilisation.png"), dpi=100)
-        plt.close(fig)
-        names.append("utilisation.png")
-
-    for pool_plan in plan.pools:
-        used = pool_plan.used_gpus
-        if not used:
-            continue
-        model = pool_plan.pool.model
-        busy = {(id(pl.gpu), pl.instance) for pl in plan.placements if pl.unit.pool == pool_plan.pool.name}
-        # One row per GPU; a fleet too big for that gets one row per distinct layout.
-        if len(used) <= MAX_GPU_ROWS:
-            rows = [(gpu, _gpu_name(gpu, r)) for r, gpu in enumerate(used)]
-        else:
-            groups: dict[tuple, list] = {}
-            for gpu in used:
-                groups.setdefault(gpu.layout.key, []).append(gpu)
-            rows = [(gpus[0], f"{len(gpus)} GPUs") for gpus in sorted(groups.values(), key=len, reverse=True)]
-        profiles = sorted(
-            {i.profile for g, _ in rows for i in g.layout.instances}, key=lambda n: (model.profile(n).placement_size, n)
-        )
-        colours = {name: plt.cm.tab10(i % 10) for i, name in enumerate(profiles)}
-        fig, ax = plt.subplots(figsize=(8, 1 + 0.28 * len(rows)))
-        for row, (gpu, _) in enumerate(rows):
-            y = len(rows) - 1 - row
-            if not gpu.layout.mig_enabled:
-                ax.add_patch(Rectangle((0, y + 0.1), model.memory_slices, 0.8, color="#888"))
-                ax.text(
-                    model.memory_slices / 2, y + 0.5, "whole GPU", ha="center", va="center", fontsize=7, color="white"
-                )
-                continue
-            for inst in gpu.layout.instances:
-                idle = len(used) <= MAX_GPU_ROWS and (id(gpu), inst) not in busy
-                ax.add_patch(
-                    Rectangle(
-                        (inst.start, y + 0.1),
-                        inst.size,
-                        0.8,
-                        facecolor=colours[inst.profile],
-                        alpha=0.35 if idle else 1,
-                        edgecolor="black",
-                        hatch="//" if idle else None,
-                        linewidth=0.5,
-                    )
-                )
-                ax.text(inst.start + inst.size / 2, y + 0.5, inst.profile, ha="center", va="center", fontsize=6)
-        ax.set_xlim(0, model.memory_slices)
-        ax.set_ylim(0, len(rows))
-        ax.set_xticks(range(model.memory_slices + 1))
-        ax.set_xlabel("memory slice (placement start)")
-        ax.set_yticks([len(rows) - 1 - r + 0.5 for r in range(len(rows))], [label for _, label in rows], fontsize=6)
-        title = f"Pool {pool_plan.pool.name} ({model.key}): GPU layouts"
-        title += (
-            ", hatched = idle instance" if len(used) <= MAX_GPU_ROWS else f" ({len(used)} GPUs, one row per layout)"
-        )
-        ax.set_title(title, fontsize=9)
-        fig.tight_layout()
-        name = f"layout-{pool_plan.pool.name}.png"
-        fig.savefig(os.path.join(directory, name), dpi=100)
-        plt.close(fig)
-        names.append(name)
-    return names
-
-
-def _gpu_name(gpu, row: int) -> str:
-    return f"{gpu.node}/{gpu.index}" if gpu.node else f"gpu {row}"
+    """The PNG charts (webhook/planning/charts.py) into ``directory``; their file names."""
+    return save_figures(build_figures(plan, data), directory)
