@@ -41,6 +41,6 @@ def admit(
     uid = request["uid"]
     if not rv.is_pod_create(request):
         return Outcome(rv.allowed(uid), "ignored", None)
-    answer, remembered = answers.answer(request.get("object"), body_bytes)
+    answer, remembered = answers.answer(request.get("object"), body_bytes, request.get("dryRun") is True)
     answer = apply_quota(answer, request.get("namespace") or "", answers.policy, quota)
     return Outcome(rv.with_uid(uid, answer.response_fields), answer.result, answer.decision, answer.patch, remembered)

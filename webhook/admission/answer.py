@@ -62,10 +62,11 @@ class AnswerSource(Protocol):
     @property
     def policy(self) -> Policy: ...
 
-    def answer(self, pod: object, pod_bytes: int) -> tuple[Answer, MemoResult]:
+    def answer(self, pod: object, pod_bytes: int, dry_run: bool = False) -> tuple[Answer, MemoResult]:
         """(the answer to creating ``pod``, how a memo answered: "" when none was asked).
         ``pod_bytes``: the request body's size, a cheap bound on what keying the pod
-        would cost a memo."""
+        would cost a memo. ``dry_run``: the create will not be stored (`kubectl apply
+        --dry-run=server`), so the answer must leave nothing behind."""
         ...
 
 
@@ -79,5 +80,5 @@ class PlainAnswers:
     def policy(self) -> Policy:
         return self._policy
 
-    def answer(self, pod: object, pod_bytes: int) -> tuple[Answer, MemoResult]:
+    def answer(self, pod: object, pod_bytes: int, dry_run: bool = False) -> tuple[Answer, MemoResult]:
         return answer_pod(pod, self._policy), ""

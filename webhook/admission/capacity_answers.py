@@ -50,7 +50,7 @@ class CapacityAnswers:
     def reservations(self) -> int:
         return len(self._reservations)
 
-    def answer(self, pod: object, pod_bytes: int) -> tuple[Answer, MemoResult]:
+    def answer(self, pod: object, pod_bytes: int, dry_run: bool = False) -> tuple[Answer, MemoResult]:
         now = self._clock()
         view = self._view()
         with self._lock:
@@ -60,7 +60,8 @@ class CapacityAnswers:
                 self._reservations = settle(self._reservations, view, now, self._ttl)
             answer = answer_pod(pod, self._policy, CapacityRead(view, now, reserved_counts(self._reservations)))
             decision = answer.decision
-            if decision is not None and decision.action == "rewrite" and answer.result == "mutated":
+            # A dry run (a preview) is never stored, so it holds no slice.
+            if not dry_run and decision is not None and decision.action == "rewrite" and answer.result == "mutated":
                 meta = cast("dict[str, Any]", pod).get("metadata") or {}
                 key = slice_key(cast(Pool, decision.pool), cast(MigProfile, decision.profile))
                 self._reservations.append(

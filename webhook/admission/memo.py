@@ -119,16 +119,16 @@ class DecisionMemo:
         """The kept keys' bytes, all together (at most ``max_key_bytes``)."""
         return self._key_bytes
 
-    def answer(self, pod: object, pod_bytes: int) -> tuple[Answer, MemoResult]:
+    def answer(self, pod: object, pod_bytes: int, dry_run: bool = False) -> tuple[Answer, MemoResult]:
         """(the source's answer for ``pod``, "hit" | "miss" | "skipped"). ``pod_bytes``:
         the request body's size, a cheap bound on what keying the pod would cost."""
         key = pod_key(pod) if pod_bytes <= self.max_pod_bytes and isinstance(pod, dict) else None
         if key is None:
-            return self.source.answer(pod, pod_bytes)[0], "skipped"
+            return self.source.answer(pod, pod_bytes, dry_run)[0], "skipped"
         answer = self._entries.get(key)
         if answer is not None:
             return answer, "hit"
-        answer = self.source.answer(pod, pod_bytes)[0]
+        answer = self.source.answer(pod, pod_bytes, dry_run)[0]
         with self._lock:
             if hash(key) not in self._seen:
                 if len(self._seen) >= 4 * self.max_entries:
