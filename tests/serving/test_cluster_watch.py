@@ -254,3 +254,35 @@ def test_a_policy_selecting_on_a_new_label_relists_the_nodes():
         assert decision.capacity == "free" and decision.profile.name == "3g.40gb"
     finally:
         watch.stop()
+
+
+def test_a_broken_watch_resumes_from_the_last_event_without_a_relist():
+    """A dropped connection (an API server rollout) re-opens the watch from the last
+    resourceVersion seen, as client-go does; listing 100,000 pods again is for 410 only."""
+
+    class Dropping(FakeSource):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.watched_from = []
+
+        def watch(self, kind, rv, timeout_seconds):
+            if kind == "pods":
+                self.watched_from.append(rv)
+            if kind == "pods" and len(self.watched_from) == 1:
+                pod = held("b", "nvidia.com/mig-1g.10gb", "n1")
+                pod["metadata"]["resourceVersion"] = "42"
+                yield {"type": "ADDED", "object": pod}
+                raise ConnectionResetError("connection reset by peer")
+            yield from super().watch(kind, rv, timeout_seconds)
+
+    source = Dropping([node(alloc=LAYOUT)], [held("a", "nvidia.com/mig-1g.10gb", "n1")])
+    watch = ClusterWatch(source, lambda: POLICY, max_staleness=3.0, debounce=0.01).start()
+    try:
+        wait(lambda: len(source.watched_from) >= 2, timeout=10)
+        assert source.watched_from[:2] == ["1", "42"]
+        wait(lambda: watch.view is not None and watch.view.pods == 2)
+        assert source.lists["pods"] == 1
+        source.events["pods"].put("expire")  # a 410 still relists
+        wait(lambda: source.lists["pods"] == 2)
+    finally:
+        watch.stop()

@@ -1,8 +1,9 @@
 """The cluster watcher: Nodes, Pods and ResourceQuotas from the API server, into immutable views.
 
 One per worker process (started by `serve` only when the policy's capacity.mode is on):
-a thread per kind lists, then watches from the list's resourceVersion with bookmarks, and
-relists with backoff when the watch breaks (410 Gone: at once). Events update a
+a thread per kind lists, then watches from the list's resourceVersion with bookmarks; a
+broken watch is re-opened from the last event seen, with backoff, and only a 410 Gone
+relists (at once). Events update a
 ClusterTally (webhook/core/capacity.py) under a lock; a publisher thread turns changes into
 a new CapacityView at most every ``debounce`` seconds, computes its per-pool supply for the
 policy in force, and publishes it by one reference assignment. An admission reads
@@ -178,6 +179,7 @@ class ClusterWatch:
         self.watch_seconds = max(1, int(max_staleness / 3))
         self.tally = ClusterTally(label_keys=frozenset())
         self._relabel = threading.Event()
+        self._progress: dict[str, str] = {}  # kind -> resourceVersion of the last event applied
         self.feeds = {kind: _Feed(kind) for kind in kinds}
         self.quotas: dict[tuple[str, str], dict[str, Any]] = {}
         self._view: CapacityView | None = None
@@ -246,19 +248,27 @@ class ClusterWatch:
 
     def _feed(self, kind: str) -> None:
         backoff = BACKOFF_START
+        rv: str | None = None  # where the watch resumes from; None: list first
         while not self._stop.is_set():
             try:
-                rv = self._relist(kind)
-                metrics.CAPACITY_WATCH.labels(kind, "list").inc()
-                backoff = BACKOFF_START
+                if rv is None:
+                    rv = self._relist(kind)
+                    self._progress[kind] = rv
+                    metrics.CAPACITY_WATCH.labels(kind, "list").inc()
                 while not self._stop.is_set():
                     rv = self._watch(kind, rv)
-            except Expired:
-                metrics.CAPACITY_WATCH.labels(kind, "expired").inc()
-                continue
-            except Relabel:
+                    backoff = BACKOFF_START
+            except (Expired, Relabel) as err:
+                if isinstance(err, Expired):
+                    metrics.CAPACITY_WATCH.labels(kind, "expired").inc()
+                rv = None
                 continue
             except Exception as err:  # noqa: BLE001 - the API server is down, slow or refusing: back off
+                # A broken connection (an API server rollout, a load balancer reset) resumes
+                # the watch from the last event seen, as client-go's reflector does: no
+                # relist of every pod. Too old by then: the server says 410 and we relist.
+                if rv is not None:
+                    rv = self._progress.get(kind, rv)
                 metrics.CAPACITY_WATCH.labels(kind, "error").inc()
                 log.warning(
                     "capacity watch failed; retrying",
@@ -297,6 +307,7 @@ class ClusterWatch:
                 if kind_of_event != "BOOKMARK":
                     self._apply(kind, kind_of_event, obj)
                 self.feeds[kind].contact = self.clock()
+            self._progress[kind] = rv
             self._changed.set()
         with self._lock:
             self.feeds[kind].contact = self.clock()  # a watch that ended on time: the server is there
