@@ -335,14 +335,16 @@ def decide(pod: dict[str, Any], policy: Policy, capacity: CapacityRead | None = 
 
     if engine is not None and engine.several_gpus:
         return Decision("unchanged", message=engine.several_gpus, warnings=warnings)
+    if not single:
+        # Every GPU container asks for several GPUs (tensor parallel, say): its warning
+        # says it keeps them; asking it for a sizing annotation would mislead.
+        return Decision("unchanged", message="", warnings=warnings)
     if not any(a in sizing for a in ann.SIZING_ANNOTATIONS):
         hint = (
             f"no sizing annotation, so the {GPU_RESOURCE} request stays; add {ann.MODEL_SIZE} "
             f'("7b"), {ann.MODEL} ("llama-3.1-8b"), {ann.GPU_MEMORY} ("18Gi") or {ann.PROFILE}'
         )
         return Decision("unchanged", message=hint, warnings=warnings)
-    if not single:
-        return Decision("unchanged", message="", warnings=warnings)
 
     noted: CapacityChoice | None = None  # the capacity view's choice, when one was read
     if explicit is not None:
