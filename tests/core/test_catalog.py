@@ -281,6 +281,54 @@ def test_h20_shares_the_gh200_96gb_table_and_a800_h800_are_aliases():
     assert catalog.lookup("NVIDIA-A800-SXM4-80GB").key == "A100-80GB"
     assert catalog.lookup("NVIDIA-H800").key == "H100-80GB"
     assert catalog.lookup("NVIDIA-H800-NVL").key == "H100-94GB"
-    assert catalog.lookup("NVIDIA-B300").key == "B300-288GB"
+    assert catalog.lookup("NVIDIA-B300-SXM6-AC").key == "B300-288GB"
+    assert catalog.lookup("NVIDIA-B300") is None  # not an NVML name: the driver calls 0x3182 "NVIDIA B300 SXM6 AC"
+    assert catalog.lookup("NVIDIA-GH200-120GB").key == "GH200-96GB"
     assert catalog.lookup("NVIDIA-GB300").key == "GB300-278GB"
     assert catalog.lookup("NVIDIA-RTX-PRO-5000-Blackwell").key == "RTX-PRO-5000-48GB"
+
+
+# scaleway/docs-content pages/gpu/how-to/use-nvidia-mig-technology.mdx: `nvidia-smi mig -lgip`
+# and `-lgipp` on an NVIDIA H100 PCIe, driver 525.125.06 (name: ID, GiB, placement starts, size).
+SCALEWAY_H100_525 = {
+    "1g.10gb": (19, 9.62, (0, 1, 2, 3, 4, 5, 6), 1),
+    "1g.10gb+me": (20, 9.62, (0, 1, 2, 3, 4, 5, 6), 1),
+    "1g.20gb": (15, 19.50, (0, 2, 4, 6), 2),
+    "2g.20gb": (14, 19.50, (0, 2, 4), 2),
+    "3g.40gb": (9, 39.25, (0, 4), 4),
+    "4g.40gb": (5, 39.25, (0,), 4),
+    "7g.80gb": (0, 79.00, (0,), 8),
+}
+
+
+def test_h100_older_driver_table_is_recorded_and_sizes_every_profile():
+    # 7g.80gb's 79.00 GiB was INFERRED until this R525 transcript showed it.
+    model = builtin_catalog().models["H100-80GB"]
+    assert {p.name for p in model.profiles} == set(SCALEWAY_H100_525)
+    for p in model.profiles:
+        pid, gib, starts, size = SCALEWAY_H100_525[p.name]
+        seen = dict(p.memory_mib_seen)["525.125.06"]
+        assert (p.profile_id, p.placement_starts, p.placement_size) == (pid, starts, size), p.name
+        assert abs(seen / 1024 - gib) < 0.005 + 1e-9, p.name
+        # the least any driver gave: R525's figure, below R580's
+        assert p.memory_mib == seen == min(mib for _, mib in p.memory_mib_seen), p.name
+
+
+# Two public A100-SXM4-80GB `nvidia-smi mig -lgip` transcripts (catalog source): name: (ID, GiB, max).
+A100_80GB_LGIP = {
+    "1g.10gb": (19, 9.50, 7),
+    "1g.10gb+me": (20, 9.50, 1),
+    "1g.20gb": (15, 19.50, 4),
+    "2g.20gb": (14, 19.50, 3),
+    "3g.40gb": (9, 39.25, 2),
+    "4g.40gb": (5, 39.25, 1),
+    "7g.80gb": (0, 79.00, 1),
+}
+
+
+def test_a100_80gb_against_the_transcripts_it_cites():
+    model = builtin_catalog().models["A100-80GB"]
+    assert {p.name for p in model.profiles} == set(A100_80GB_LGIP)
+    for p in model.profiles:
+        pid, gib, max_instances = A100_80GB_LGIP[p.name]
+        assert (p.profile_id, p.max_instances, p.memory_mib) == (pid, max_instances, int(gib * 1024)), p.name

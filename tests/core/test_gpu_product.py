@@ -54,6 +54,10 @@ def test_nvml_names_and_plus_signs_are_sanitised_as_gfd_does():
         ("NVIDIA H20", "H20-96GB"),
         ("nvidia-gb200-mig-1g.23gb", "GB200-186GB"),
         ("NVIDIA-GH200-144G-HBM3e-MIG-3g.72gb", "GH200-144GB"),
+        # NVML names of the driver's Compatible GPUs table (PCI 0x3182, 0x2342)
+        ("NVIDIA B300 SXM6 AC", "B300-288GB"),
+        ("NVIDIA-B300-SXM6-AC-MIG-1g.34gbme", "B300-288GB"),
+        ("NVIDIA GH200 120GB", "GH200-96GB"),
     ],
 )
 def test_catalog_lookup_reads_the_suffixes(name, key):
