@@ -144,6 +144,9 @@ def test_a_burst_never_takes_more_slices_than_exist(node, capacity_installed):
     assert sorted(by_phase["Running"]) == ["1g.10gb"] * 3 + ["2g.20gb"] * 2 + ["3g.40gb"], by_phase
     assert all(p["spec"]["containers"][0]["resources"]["limits"] for p in pods)
     pending = by_phase["Pending"]
+    # The rest wait on the smallest fitting profile, but for the pods two workers decided
+    # within one view's window (docs/capacity.md, "Races that remain"): a few at most.
+    assert pending.count("1g.10gb") >= 12, pending
     print(
         f"capacity burst: 20 creates at once against 6 free slices: 6 Running; "
         f"14 Pending, {pending.count('1g.10gb')} of them on 1g.10gb: {sorted(pending)}"

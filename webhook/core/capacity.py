@@ -190,8 +190,10 @@ class CapacityView:
         default_factory=dict, compare=False, repr=False
     )
 
-    # (id(policy), workload class, taints) -> tolerated, for pods with no tolerations of their own
-    _tolerated: dict[tuple[int, str, tuple[Taint, ...]], bool] = field(default_factory=dict, compare=False, repr=False)
+    # (id(policy), workload class) -> offered(): for pods with no tolerations of their own
+    _offered: dict[tuple[int, str], tuple[Policy, tuple[tuple[int, int], ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def supply(self, policy: Policy) -> Mapping[tuple[str, str], tuple[SliceGroup, ...]]:
         """(pool, profile) -> its slice groups under ``policy``; computed once per policy
@@ -201,6 +203,22 @@ class CapacityView:
     def candidates(self, policy: Policy) -> tuple[Candidate, ...]:
         """Every (pool, profile) of ``policy`` that has slices in this view, smallest first."""
         return self._indexed(policy)[2]
+
+    def offered(self, policy: Policy, workload_class: WorkloadClass | None) -> tuple[tuple[int, int], ...]:
+        """Per candidate (same order): (slices, free ones less our waiting pods) on nodes
+        whose taints a pod of ``workload_class`` with no tolerations of its own tolerates."""
+        key = (id(policy), workload_class.name if workload_class else "")
+        cached = self._offered.get(key)
+        if cached is not None and cached[0] is policy:
+            return cached[1]
+        tolerations = policy.tolerations + (workload_class.tolerations if workload_class else ())
+        known = tuple(
+            (c.total, c.free) if c.untainted else _offered(c, self, tolerations) for c in self.candidates(policy)
+        )
+        if len(self._offered) > 64:
+            self._offered.clear()
+        self._offered[key] = (policy, known)
+        return known
 
     def _indexed(
         self, policy: Policy
@@ -340,32 +358,43 @@ class ClusterTally:
         # Older ones are dropped at each snapshot; a reservation lives far less long.
         self.recent: dict[tuple[str, str], PodRecord] = {}
 
-    def set_node(self, node: dict[str, Any]) -> None:
+    # Each update says whether the view changed: most Node and Pod updates (heartbeats,
+    # conditions, labels nothing selects on) change nothing kept here, and need no new view.
+
+    def set_node(self, node: dict[str, Any]) -> bool:
         name = str((node.get("metadata") or {}).get("name", ""))
         state = node_state(node, self.label_keys)
         if state is None:
-            self.nodes.pop(name, None)
-        else:
-            self.nodes[name] = state
+            return self.remove_node(name)
+        if self.nodes.get(name) == state:
+            return False
+        self.nodes[name] = state
+        return True
 
-    def remove_node(self, name: str) -> None:
-        self.nodes.pop(name, None)
+    def remove_node(self, name: str) -> bool:
+        return self.nodes.pop(name, None) is not None
 
-    def set_pod(self, pod: dict[str, Any]) -> None:
+    def set_pod(self, pod: dict[str, Any]) -> bool:
         key = pod_key(pod)
-        self.remove_pod(key)
         record = pod_record(pod)
-        if record is not None:
-            self.pods[key] = record
-            self._apply(record, 1)
-            if record.assigned:
-                self.recent[key] = record
+        if record is not None and self.pods.get(key) == record:
+            return False
+        removed = self.remove_pod(key)
+        if record is None:
+            return removed
+        self.pods[key] = record
+        self._apply(record, 1)
+        if record.assigned:
+            self.recent[key] = record
+        return True
 
-    def remove_pod(self, key: tuple[str, str]) -> None:
+    def remove_pod(self, key: tuple[str, str]) -> bool:
         record = self.pods.pop(key, None)
-        if record is not None:
-            self._apply(record, -1)
-            self.recent.pop(key, None)
+        if record is None:
+            return False
+        self._apply(record, -1)
+        self.recent.pop(key, None)
+        return True
 
     def clear_pods(self) -> None:
         self.pods.clear()
@@ -560,19 +589,23 @@ def prefer_free(
     needed, share = need.bytes * u.denominator, u.numerator
     full: list[tuple[Candidate, int]] = []
     reserved = read.reserved
-    for c in read.view.candidates(policy):
+    view = read.view
+    candidates = view.candidates(policy)
+    own = (pod.get("spec") or {}).get("tolerations")
+    # A pod with no tolerations of its own (the usual case) tolerates what its policy and
+    # class do: what each candidate offers it is worked out once per view and class.
+    offered = None if own else view.offered(policy, workload_class)
+    for i, c in enumerate(candidates):
         if needed > share * c.bytes:
             continue
-        if c.untainted:
+        if offered is not None:
+            total, free = offered[i]
+        elif c.untainted:
             total, free = c.total, c.free
         else:
-            total, free = 0, -read.view.pending.get(c.key, 0)
-            for group in c.groups:
-                if not group.taints or _tolerated(read.view, pod, policy, workload_class, group.taints):
-                    total += group.total
-                    free += group.free
-            if not total:
-                continue
+            total, free = _offered(c, view, pod_tolerations(pod, policy, workload_class))
+        if not total:
+            continue
         if reserved:
             free -= reserved.get(c.key, 0)
         if free > 0:
@@ -588,27 +621,15 @@ def prefer_free(
     return CapacityChoice(static.pool, static.profile, note, "full")
 
 
-def _tolerated(
-    view: CapacityView,
-    pod: dict[str, Any],
-    policy: Policy,
-    workload_class: WorkloadClass | None,
-    taints: tuple[Taint, ...],
-) -> bool:
-    """Whether the pod, once mutated, tolerates ``taints``. A pod without tolerations of its
-    own (the usual case) tolerates what its policy and class do: answered once per view
-    and kept in it, not worked out per admission."""
-    if (pod.get("spec") or {}).get("tolerations"):
-        tolerations = pod_tolerations(pod, policy, workload_class)
-        return all(tolerates(tolerations, t) for t in taints)
-    key = (id(policy), workload_class.name if workload_class else "", taints)
-    known = view._tolerated.get(key)
-    if known is None:
-        if len(view._tolerated) > 256:
-            view._tolerated.clear()
-        tolerations = policy.tolerations + (workload_class.tolerations if workload_class else ())
-        known = view._tolerated[key] = all(tolerates(tolerations, t) for t in taints)
-    return known
+def _offered(c: Candidate, view: CapacityView, tolerations: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """(slices, free ones less our pods waiting for one) of ``c`` on nodes whose taints
+    ``tolerations`` tolerate."""
+    total, free = 0, -view.pending.get(c.key, 0)
+    for group in c.groups:
+        if all(tolerates(tolerations, t) for t in group.taints):
+            total += group.total
+            free += group.free
+    return total, free
 
 
 def _joined(full: list[tuple[Candidate, int]], chosen: str) -> str:

@@ -22,6 +22,7 @@ same pod records.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import random
@@ -43,6 +44,7 @@ log = logging.getLogger(LOGGER)
 # (often most of a batch cluster's pods) never reach us.
 POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed"
 BACKOFF_START, BACKOFF_MAX = 0.5, 30.0
+FREEZE_EVERY = 10_000  # records (pods and nodes) added between two gc.freeze() calls
 
 
 class WatchSource(Protocol):
@@ -165,7 +167,7 @@ class ClusterWatch:
         source: WatchSource,
         policy: Callable[[], Policy],
         max_staleness: float = 30.0,
-        debounce: float = 0.05,
+        debounce: float = 0.005,
         clock: Callable[[], float] = time.time,
         kinds: tuple[str, ...] = ("nodes", "pods"),
     ):
@@ -180,6 +182,8 @@ class ClusterWatch:
         self.tally = ClusterTally(label_keys=frozenset())
         self._relabel = threading.Event()
         self._progress: dict[str, str] = {}  # kind -> resourceVersion of the last event applied
+        self.published = 0  # views built from changes (not the same view renewed)
+        self._frozen_at = 0  # records kept at the last gc.freeze()
         self.feeds = {kind: _Feed(kind) for kind in kinds}
         self.quotas: dict[tuple[str, str], dict[str, Any]] = {}
         self._view: CapacityView | None = None
@@ -304,35 +308,33 @@ class ClusterWatch:
             if kind_of_event == "ERROR":
                 raise Expired(str(obj.get("message", obj))) if obj.get("code") == 410 else RuntimeError(str(obj)[:300])
             with self._lock:
-                if kind_of_event != "BOOKMARK":
-                    self._apply(kind, kind_of_event, obj)
+                changed = kind_of_event != "BOOKMARK" and self._apply(kind, kind_of_event, obj)
                 self.feeds[kind].contact = self.clock()
             self._progress[kind] = rv
-            self._changed.set()
+            if changed:
+                self._changed.set()  # contact alone: the publisher renews the view within 1 s
         with self._lock:
             self.feeds[kind].contact = self.clock()  # a watch that ended on time: the server is there
-        self._changed.set()
         if kind == "nodes" and self._relabel.is_set():
             raise Relabel
         return rv
 
-    def _apply(self, kind: str, event: str | None, obj: dict[str, Any]) -> None:
+    def _apply(self, kind: str, event: str | None, obj: dict[str, Any]) -> bool:
+        """Apply one watch event; whether it changed what the views hold."""
         meta = obj.get("metadata") or {}
         if kind == "resourcequotas":
             key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
             if event == "DELETED":
-                self.quotas.pop(key, None)
-            else:
-                self.quotas[key] = obj
-        elif kind == "nodes":
+                return self.quotas.pop(key, None) is not None
+            self.quotas[key] = obj
+            return True
+        if kind == "nodes":
             if event == "DELETED":
-                self.tally.remove_node(str(meta.get("name", "")))
-            else:
-                self.tally.set_node(obj)
-        elif event == "DELETED":
-            self.tally.remove_pod((str(meta.get("namespace", "")), str(meta.get("name", ""))))
-        else:
-            self.tally.set_pod(obj)
+                return self.tally.remove_node(str(meta.get("name", "")))
+            return self.tally.set_node(obj)
+        if event == "DELETED":
+            return self.tally.remove_pod((str(meta.get("namespace", "")), str(meta.get("name", ""))))
+        return self.tally.set_pod(obj)
 
     def _replace(self, kind: str, items: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -354,7 +356,22 @@ class ClusterWatch:
                     self.tally.set_pod(item)
             feed = self.feeds[kind]
             feed.synced, feed.contact = True, self.clock()
+        self._freeze_records()
         self._changed.set()
+
+    def _freeze_records(self) -> None:
+        """Take the records kept so far out of the cyclic garbage collector's sight.
+
+        100,000 pod records make every full collection a 150 ms pause, which the
+        admissions of this process wait out (bench/bench_capacity.py). The records are
+        plain tuples with no reference cycles, so reference counting still frees them when
+        they go; gc.freeze() only stops the collector scanning them again and again
+        (https://docs.python.org/3/library/gc.html#gc.freeze). Done after a list and
+        whenever the tally has grown by FREEZE_EVERY records since."""
+        kept = len(self.tally.pods) + len(self.tally.nodes)
+        if abs(kept - self._frozen_at) >= FREEZE_EVERY or kept < self._frozen_at:
+            gc.freeze()
+            self._frozen_at = kept
 
     # --- publishing
 
@@ -396,6 +413,8 @@ class ClusterWatch:
             self._changed.clear()
             current = self._view
             if changed or current is None:
+                self.published += 1
+                self._freeze_records()
                 view = self.tally.snapshot(contact)
                 quotas = (
                     quota_view(list(self.quotas.values()), [(key[0], r.requests) for key, r in self.tally.pods.items()])
@@ -406,7 +425,7 @@ class ClusterWatch:
                 view, quotas = None, self._quota_view
         if view is None:
             # Nothing changed: the same view, younger. The per-policy supply carries over.
-            view = replace(current, observed_at=contact, _index=current._index)  # type: ignore[arg-type]
+            view = replace(current, observed_at=contact, _index=current._index, _offered=current._offered)  # type: ignore[arg-type]
         view.supply(policy)  # computed here, not by the first admission
         self._view, self._quota_view = view, quotas
         return policy
