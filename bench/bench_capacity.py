@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import gc
 import statistics
+import threading
 import time
 import tracemalloc
 
 import orjson
 import yaml
 
+from tests.support.fixtures import review_for
+from webhook.admission.admit import admit
+from webhook.admission.answer import PlainAnswers
+from webhook.admission.capacity_answers import CapacityAnswers
 from webhook.core.capacity import CapacityRead, slice_key
 from webhook.core.decision import decide
 from webhook.core.policy import compile_policy, default_policy_text
 from webhook.serving.cluster_watch import ClusterWatch
 
 NODES, PODS = 5_000, 100_000
+CHURN_PER_S = 200  # pod updates per second while measuring admissions under churn
 PRODUCT = "NVIDIA-H100-80GB-HBM3"
 LAYOUT = {"nvidia.com/mig-1g.10gb": 14, "nvidia.com/mig-2g.20gb": 4, "nvidia.com/mig-3g.40gb": 4}
 
@@ -153,10 +159,14 @@ def decoded(obj: dict) -> dict:
 
 
 class FakeSource:
-    """Lists half the objects and delivers the other half as watch events."""
+    """Lists half the objects and delivers the other half as watch events; then, while
+    ``churn`` is set, a steady stream of pod updates (``CHURN_PER_S``), as a busy cluster's
+    pod watch carries: half of them move a slice, half change nothing the view keeps."""
 
     def __init__(self):
         self.done = {"nodes": False, "pods": False}
+        self.churn = threading.Event()
+        self.tick = 0
 
     def list(self, kind):
         make, n = (node, NODES) if kind == "nodes" else (pod, PODS)
@@ -168,7 +178,17 @@ class FakeSource:
             make, n = (node, NODES) if kind == "nodes" else (pod, PODS)
             for i in range(n // 2, n):
                 yield {"type": "ADDED", "object": decoded(make(i))}
-        time.sleep(0.2)
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            if kind == "pods" and self.churn.is_set():
+                self.tick += 1
+                changed = pod((self.tick * 7919) % PODS)
+                if self.tick % 2:  # a pod bound elsewhere: a slice moves
+                    changed["spec"]["nodeName"] = f"gpu-{(self.tick * 31) % NODES}"
+                yield {"type": "MODIFIED", "object": decoded(changed)}
+                time.sleep(1 / CHURN_PER_S)
+            else:
+                time.sleep(0.05)
 
 
 def typical_pod(size: str = "7b") -> dict:
@@ -200,6 +220,55 @@ def added_us(base, other, runs: int = 20_000) -> tuple[float, float, float]:
     return statistics.median(a), statistics.median(b), statistics.median(diff)
 
 
+def admissions(policy, watch: ClusterWatch, source: FakeSource) -> None:
+    """admit() of a typical pod's dry-run create (dry runs hold no slice, so every call
+    sees the same view), one due every millisecond: capacity off, capacity on with a quiet
+    watch, and capacity on while the watcher takes CHURN_PER_S pod updates and publishes
+    views from them in the same process (its GIL is the admissions' GIL). In process, not
+    over TLS: what the watcher adds, not what a request costs (bench/bench_served.py)."""
+    review = review_for(typical_pod(), dry_run=True)
+    plain = PlainAnswers(compile_policy(yaml.safe_load(default_policy_text())))
+    aware = CapacityAnswers(policy, lambda: watch.view)
+
+    def latencies(answers, seconds: float = 4.0, every: float = 0.001) -> list[float]:
+        """Open loop: a request is due every ``every`` s, and its latency runs from when it
+        was due, so time spent waiting for the GIL (held by the publisher) counts too."""
+        out = []
+        due = time.perf_counter()
+        end = due + seconds
+        while due < end:
+            due += every
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            admit(review, answers)
+            out.append((time.perf_counter() - due) * 1e6)
+        return sorted(out)
+
+    def line(name: str, sample: list[float]) -> tuple[float, float]:
+        p50, p99 = sample[len(sample) // 2], sample[int(len(sample) * 0.99)]
+        print(f"  {name}: {len(sample)} admissions, p50 {p50:.0f} us, p99 {p99:.0f} us")
+        return p50, p99
+
+    print(
+        f"admit(), typical pod, dry run, one thread, one due every 1 ms (latency from when it was due), "
+        f"{CHURN_PER_S} pod updates/s in the churn phase:"
+    )
+    off = line("capacity off", latencies(plain))
+    quiet = line("capacity on, quiet watch", latencies(aware))
+    source.churn.set()
+    time.sleep(1.0)
+    views_before = watch.published
+    busy = line("capacity on, under churn", latencies(aware))
+    views = watch.published - views_before
+    source.churn.clear()
+    print(f"  views published under churn: {views} in 4 s")
+    print(
+        f"  ratios: p50 under churn / quiet {busy[0] / quiet[0]:.2f}, p99 {busy[1] / quiet[1]:.2f}; "
+        f"p50 quiet / capacity off {quiet[0] / off[0]:.2f}"
+    )
+
+
 def main() -> None:
     data = yaml.safe_load(default_policy_text())
     data["capacity"] = {"mode": "prefer-free"}
@@ -208,7 +277,8 @@ def main() -> None:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    watch = ClusterWatch(FakeSource(), lambda: policy, debounce=0.05)
+    source = FakeSource()
+    watch = ClusterWatch(source, lambda: policy)
     t0 = time.perf_counter()
     watch.start()
     while watch.view is None or watch.view.pods < PODS or len(watch.view.nodes) < NODES:
@@ -222,7 +292,6 @@ def main() -> None:
     snap = watch.tally.snapshot(0.0)
     snap.supply(policy)
     rebuild = time.perf_counter() - t0
-    watch.stop()
 
     read = CapacityRead(view, view.observed_at + 1.0)
     print(
@@ -249,6 +318,8 @@ def main() -> None:
         f"synced through the fake source in {synced:.1f} s"
     )
     print(f"one new view (snapshot + supply for the policy): {rebuild * 1000:.0f} ms")
+    admissions(policy, watch, source)
+    watch.stop()
     print(
         f"ratios: added decide time (worse case) {worst / 10:.2f} of the limit; memory {held / (64 * 2**20):.2f} of the limit"
     )
