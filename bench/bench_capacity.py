@@ -317,7 +317,7 @@ def main() -> None:
         f"watcher (tally + published view) memory: {held / 2**20:.1f} MiB (limit 64 MiB); "
         f"synced through the fake source in {synced:.1f} s"
     )
-    print(f"one new view (snapshot + supply for the policy): {rebuild * 1000:.0f} ms")
+    print(f"one new view after one pod moved (snapshot + supply for the policy): {rebuild * 1000:.2f} ms")
     admissions(policy, watch, source)
     watch.stop()
     print(

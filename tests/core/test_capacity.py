@@ -3,6 +3,8 @@ reservations, the policy switch; property tests over random views."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -239,11 +241,11 @@ def test_tally_tracks_updates_and_deletes():
     pod["spec"]["nodeName"] = "n1"
     tally.set_pod(pod)
     v = tally.snapshot(2.0)
-    assert v.pending == {} and v.used == {"n1": {"nvidia.com/mig-1g.10gb": 1}}
+    assert v.pending == {} and dict(v.used) == {"n1": {"nvidia.com/mig-1g.10gb": 1}}
     pod["status"]["phase"] = "Succeeded"
     tally.set_pod(pod)
     v = tally.snapshot(3.0)
-    assert v.used == {} and v.admitted == frozenset() and v.generated == {} and v.pods == 0
+    assert dict(v.used) == {} and v.admitted == frozenset() and v.generated == {} and v.pods == 0
     tally.set_node({**node(), "status": {"allocatable": {"cpu": "4"}}})
     assert tally.snapshot(4.0).nodes == ()
 
@@ -405,3 +407,56 @@ def test_supply_is_the_per_profile_count_of_matching_nodes(specs):
                 expected[(pool.name, profile.name)] = groups
         got = {k: {g.taints: (g.total, g.free) for g in v} for k, v in view.supply(policy).items()}
         assert got == expected
+
+
+tally_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("node"),
+            st.integers(0, 3),
+            st.dictionaries(st.sampled_from(list(LAYOUT)), st.integers(0, 3), max_size=3),
+            st.booleans(),
+            st.sampled_from([(), ({"key": "gpu", "value": "yes", "effect": "NoSchedule"},)]),
+        ),
+        st.tuples(st.just("remove-node"), st.integers(0, 3)),
+        st.tuples(st.just("pod"), st.integers(0, 5), st.integers(-1, 3), st.sampled_from(list(LAYOUT))),
+        st.tuples(st.just("remove-pod"), st.integers(0, 5)),
+        st.tuples(
+            st.just("snapshot"),
+        ),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(tally_ops)
+def test_a_view_updated_from_the_last_one_equals_one_built_afresh(ops):
+    """Each view's supply is the previous view's updated for the nodes that changed; after
+    any sequence of node and pod changes it equals a pass over every node."""
+    tally = cap.ClusterTally()
+    observed = 0.0
+
+    def check():
+        nonlocal observed
+        observed += 1
+        view = tally.snapshot(observed)
+        updated = {k: {g.taints: (g.total, g.free) for g in v} for k, v in view.supply(ON).items()}
+        afresh = replace(view, _index={}, _basis=[])
+        expected = {k: {g.taints: (g.total, g.free) for g in v} for k, v in afresh.supply(ON).items()}
+        assert updated == expected
+
+    for op in ops:
+        if op[0] == "node":
+            _, i, alloc, ready, taints = op
+            tally.set_node(node(f"n{i}", alloc=alloc, ready=ready, taints=taints))
+        elif op[0] == "remove-node":
+            tally.remove_node(f"n{op[1]}")
+        elif op[0] == "pod":
+            _, i, on, resource = op
+            tally.set_pod(held(f"p{i}", resource, f"n{on}" if on >= 0 else "", assigned="1g.10gb"))
+        elif op[0] == "remove-pod":
+            tally.remove_pod(("t", f"p{op[1]}"))
+        else:
+            check()
+    check()

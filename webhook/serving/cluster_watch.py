@@ -347,7 +347,7 @@ class ClusterWatch:
                     for q in items
                 }
             elif kind == "nodes":
-                self.tally.nodes.clear()
+                self.tally.clear_nodes()
                 for item in items:
                     self.tally.set_node(item)
             else:
