@@ -195,7 +195,7 @@ class CapacityView:
     _basis: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     # (id(policy), workload class) -> offered(): for pods with no tolerations of their own
-    _offered: dict[tuple[int, str], tuple[Policy, tuple[tuple[int, int], ...]]] = field(
+    _offered: dict[tuple[int, str], tuple[Policy, tuple[tuple[int, int, str], ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -212,16 +212,19 @@ class CapacityView:
         """Every (pool, profile) of ``policy`` that has slices in this view, smallest first."""
         return self._indexed(policy)[2]
 
-    def offered(self, policy: Policy, workload_class: WorkloadClass | None) -> tuple[tuple[int, int], ...]:
-        """Per candidate (same order): (slices, free ones less our waiting pods) on nodes
-        whose taints a pod of ``workload_class`` with no tolerations of its own tolerates."""
+    def offered(self, policy: Policy, workload_class: WorkloadClass | None) -> tuple[tuple[int, int, str], ...]:
+        """Per candidate (same order): (slices, free ones less our waiting pods, what the
+        note says when none is free) on nodes whose taints a pod of ``workload_class`` with
+        no tolerations of its own tolerates."""
         key = (id(policy), workload_class.name if workload_class else "")
         cached = self._offered.get(key)
         if cached is not None and cached[0] is policy:
             return cached[1]
         tolerations = policy.tolerations + (workload_class.tolerations if workload_class else ())
         known = tuple(
-            (c.total, c.free) if c.untainted else _offered(c, self, tolerations) for c in self.candidates(policy)
+            (total, free, f"{c.label}0 of {total}{c.where}")
+            for c in self.candidates(policy)
+            for total, free in ((c.total, c.free) if c.untainted else _offered(c, self, tolerations),)
         )
         if len(self._offered) > 64:
             self._offered.clear()
@@ -694,7 +697,7 @@ def prefer_free(
     # a capacity-aware decision: bench/bench_capacity.py).
     u = need.utilization
     needed, share = need.bytes * u.denominator, u.numerator
-    full: list[tuple[Candidate, int]] = []
+    full: list[str] = []  # "<profile>: 0 of <n> free in pool <pool>"
     reserved = read.reserved
     view = read.view
     candidates = view.candidates(policy)
@@ -705,8 +708,9 @@ def prefer_free(
     for i, c in enumerate(candidates):
         if needed > share * c.bytes:
             continue
+        text = ""
         if offered is not None:
-            total, free = offered[i]
+            total, free, text = offered[i]
         elif c.untainted:
             total, free = c.total, c.free
         else:
@@ -718,7 +722,7 @@ def prefer_free(
         if free > 0:
             chosen = f"{c.label}{free}{c.where} -> {c.resource}"
             return CapacityChoice(c.pool, c.profile, _joined(full, chosen) if full else chosen, "free")
-        full.append((c, total))
+        full.append(text or f"{c.label}0 of {total}{c.where}")
     what = _joined(full, "") if full else "no node the pod could land on offers a slice that fits"
     if settings.when_full == "deny":
         return CapacityChoice(
@@ -739,10 +743,10 @@ def _offered(c: Candidate, view: CapacityView, tolerations: Sequence[Mapping[str
     return total, free
 
 
-def _joined(full: list[tuple[Candidate, int]], chosen: str) -> str:
-    """ "1g.10gb: 0 of 14 free in pool a; ...; 2g.20gb: 3 free in pool a -> ...", the full
-    ones grouped per profile and at most _MAX_NOTED of them, so the note stays short."""
-    parts = [f"{c.label}0 of {total}{c.where}" for c, total in full[:_MAX_NOTED]]
+def _joined(full: list[str], chosen: str) -> str:
+    """ "1g.10gb: 0 of 14 free in pool a; ...; 2g.20gb: 3 free in pool a -> ...", at most
+    _MAX_NOTED full ones, so the note stays short."""
+    parts = full[:_MAX_NOTED]
     if len(full) > _MAX_NOTED:
         parts.append(f"{len(full) - _MAX_NOTED} more full")
     if chosen:
