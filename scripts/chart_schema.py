@@ -3,8 +3,7 @@
 
 The schema's top level (image, replicaCount, certificates, ...) is written by hand in the
 JSON file; its `definitions` (every Policy* model) and `properties.policy` are generated
-from the pydantic models of the policy file (webhook/policy.py, or webhook/core/policy.py
-once it moves there), so `helm install/upgrade/template` refuse a policy field the server
+from the pydantic models of the policy file (webhook/core/policy.py), so `helm install/upgrade/template` refuse a policy field the server
 would refuse: unknown keys, wrong types, out-of-range numbers, unknown enum values.
 Checks the schema cannot express (the gpuModel is in the catalog, profiles exist, ...)
 stay with the server, which refuses such a policy at start and keeps the old one on reload.
