@@ -445,6 +445,12 @@ def test_a_view_updated_from_the_last_one_equals_one_built_afresh(ops):
         afresh = replace(view, _index={}, _basis=[])
         expected = {k: {g.taints: (g.total, g.free) for g in v} for k, v in afresh.supply(ON).items()}
         assert updated == expected
+        # ...and the per-namespace sums the quota view reads are those of the pods kept
+        held: dict = {}
+        for (namespace, _), record in tally.pods.items():
+            for resource, n in record.requests:
+                held.setdefault(namespace, {})[resource] = held.get(namespace, {}).get(resource, 0) + n
+        assert tally.held == held
 
     for op in ops:
         if op[0] == "node":

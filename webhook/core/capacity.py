@@ -443,6 +443,9 @@ class ClusterTally:
         # Pods with our annotation created lately: what settles a reservation (settle).
         # Older ones are dropped at each snapshot; a reservation lives far less long.
         self.recent: dict[tuple[str, str], PodRecord] = {}
+        # namespace -> GPU resource -> what its pods hold: the quota view's input
+        # (webhook/core/quota.py), kept as a sum so a view costs no pass over every pod.
+        self.held: dict[str, dict[str, int]] = {}
         # What changed since the last snapshot, which the next view's supply is updated from.
         self._last: CapacityView | None = None
         self._dirty: set[str] = set()  # node names whose state or used slices changed
@@ -482,7 +485,7 @@ class ClusterTally:
         if record is None:
             return removed
         self.pods[key] = record
-        self._apply(record, 1)
+        self._apply(key[0], record, 1)
         if record.assigned:
             self.recent[key] = record
         return True
@@ -491,18 +494,26 @@ class ClusterTally:
         record = self.pods.pop(key, None)
         if record is None:
             return False
-        self._apply(record, -1)
+        self._apply(key[0], record, -1)
         self.recent.pop(key, None)
         return True
 
     def clear_pods(self) -> None:
         self.pods.clear()
+        self.held.clear()
         self.used = immutables.Map()
         self._all_dirty = True
         self.pending.clear()
         self.recent.clear()
 
-    def _apply(self, record: PodRecord, sign: int) -> None:
+    def _apply(self, namespace: str, record: PodRecord, sign: int) -> None:
+        held = self.held.setdefault(namespace, {})
+        for resource, n in record.requests:
+            held[resource] = held.get(resource, 0) + sign * n
+            if not held[resource]:
+                del held[resource]
+        if not held:
+            del self.held[namespace]
         if record.node:
             # A new dict, not the old one changed: views share these.
             used = dict(self.used.get(record.node, {}))

@@ -417,7 +417,9 @@ class ClusterWatch:
                 self._freeze_records()
                 view = self.tally.snapshot(contact)
                 quotas = (
-                    quota_view(list(self.quotas.values()), [(key[0], r.requests) for key, r in self.tally.pods.items()])
+                    quota_view(
+                        list(self.quotas.values()), [(ns, tuple(held.items())) for ns, held in self.tally.held.items()]
+                    )
                     if "resourcequotas" in self.feeds
                     else None
                 )
