@@ -195,7 +195,7 @@ class CapacityView:
     _basis: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     # (id(policy), workload class) -> offered(): for pods with no tolerations of their own
-    _offered: dict[tuple[int, str], tuple[Policy, tuple[tuple[int, int, str], ...]]] = field(
+    _offers: dict[tuple[int, str], tuple[Policy, tuple[tuple[int, int, str], ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
@@ -217,18 +217,18 @@ class CapacityView:
         note says when none is free) on nodes whose taints a pod of ``workload_class`` with
         no tolerations of its own tolerates."""
         key = (id(policy), workload_class.name if workload_class else "")
-        cached = self._offered.get(key)
+        cached = self._offers.get(key)
         if cached is not None and cached[0] is policy:
             return cached[1]
         tolerations = policy.tolerations + (workload_class.tolerations if workload_class else ())
         known = tuple(
             (total, free, f"{c.label}0 of {total}{c.where}")
             for c in self.candidates(policy)
-            for total, free in ((c.total, c.free) if c.untainted else _offered(c, self, tolerations),)
+            for total, free in ((c.total, c.free) if c.untainted else _tolerated_supply(c, self, tolerations),)
         )
-        if len(self._offered) > 64:
-            self._offered.clear()
-        self._offered[key] = (policy, known)
+        if len(self._offers) > 64:
+            self._offers.clear()
+        self._offers[key] = (policy, known)
         return known
 
     def _indexed(self, policy: Policy) -> _Indexed:
@@ -283,17 +283,19 @@ def _ranked(
     out = []
     for _, pool, profile in ranked:
         groups = supply.get((pool.name, profile.name), ())
-        if sum(g.total for g in groups):
+        total = sum(g.total for g in groups)
+        if total:
+            key = slice_key(pool, profile)
             out.append(
                 Candidate(
                     pool,
                     profile,
-                    slice_key(pool, profile),
+                    key,
                     profile.memory_mib * BYTES_PER_MIB,
                     groups,
                     not any(g.taints for g in groups),
-                    sum(g.total for g in groups),
-                    sum(g.free for g in groups) - pending.get(slice_key(pool, profile), 0),
+                    total,
+                    sum(g.free for g in groups) - pending.get(key, 0),
                     f"{profile.name}: ",
                     f" free in pool {pool.name}",
                     _resource(pool, profile),
@@ -336,7 +338,7 @@ class SupplyState:
     requirement_sets: tuple[tuple[dict[str, Any], ...], ...]  # distinct node requirements
     wanted: Mapping[str, tuple[tuple[Entry, int], ...]]  # resource -> (entry, requirement set)
     # node -> what it adds: (entry, taints, slices, free); never changed once built
-    contributions: Mapping[str, tuple[tuple[Entry, tuple[Taint, ...], int, int], ...]]
+    contributions: immutables.Map[str, tuple[tuple[Entry, tuple[Taint, ...], int, int], ...]]
     # entry -> taints -> [slices, free]; never changed once built
     sums: Mapping[Entry, Mapping[tuple[Taint, ...], list[int]]]
 
@@ -362,7 +364,7 @@ def _supply_state(view: CapacityView, policy: Policy) -> SupplyState:
             entry = (pool.name, profile.name)
             wanted.setdefault(slice_key(pool, profile)[0], []).append((entry, index))
             sums[entry] = {}
-    state = SupplyState(tuple(requirement_sets), {k: tuple(v) for k, v in wanted.items()}, {}, sums)
+    state = SupplyState(tuple(requirement_sets), {k: tuple(v) for k, v in wanted.items()}, immutables.Map(), sums)
     contributions: dict[str, tuple[tuple[Entry, tuple[Taint, ...], int, int], ...]] = {}
     for node in view.nodes:
         added = _contribution(state, node, view.used.get(node.name, {}))
@@ -376,7 +378,7 @@ def _update_supply(before: SupplyState, view: CapacityView, dirty: frozenset[str
     """``before`` (the previous view's) with the contributions of the ``dirty`` nodes
     taken out and put back as they are in ``view``; copies, so ``before`` stays as it was."""
     sums = {entry: {taints: list(pair) for taints, pair in groups.items()} for entry, groups in before.sums.items()}
-    with _persistent(before.contributions).mutate() as contributions:
+    with before.contributions.mutate() as contributions:
         for name in dirty:
             old = contributions.pop(name, None)
             if old:
@@ -388,10 +390,6 @@ def _update_supply(before: SupplyState, view: CapacityView, dirty: frozenset[str
                 _add(sums, added, 1)
         updated = contributions.finish()
     return replace(before, contributions=updated, sums=sums)
-
-
-def _persistent(mapping: Mapping[str, Any]) -> immutables.Map[str, Any]:
-    return mapping if isinstance(mapping, immutables.Map) else immutables.Map(mapping)
 
 
 def _contribution(
@@ -428,10 +426,19 @@ def _add(
             del sums[entry][taints]
 
 
+def _bump(counts: dict[Any, int], key: Any, delta: int) -> None:
+    """Add ``delta`` to a running count; a count that reaches 0 is dropped."""
+    n = counts.get(key, 0) + delta
+    if n:
+        counts[key] = n
+    else:
+        counts.pop(key, None)
+
+
 class ClusterTally:
-    """The mutable side: nodes and pods as watch events arrive, kept as small records and
-    running sums, so a new view costs a copy of the sums, not a pass over every pod.
-    Not thread-safe: its owner serialises calls."""
+    """The mutable side: nodes and pods as watch events arrive, kept as small records,
+    running sums and persistent maps, so a new view shares the maps and copies a few small
+    sums, not a pass over every pod. Not thread-safe: its owner serialises calls."""
 
     def __init__(self, label_keys: frozenset[str] | None = None) -> None:
         self.label_keys = label_keys  # the node labels kept (None: all)
@@ -509,27 +516,21 @@ class ClusterTally:
     def _apply(self, namespace: str, record: PodRecord, sign: int) -> None:
         held = self.held.setdefault(namespace, {})
         for resource, n in record.requests:
-            held[resource] = held.get(resource, 0) + sign * n
-            if not held[resource]:
-                del held[resource]
+            _bump(held, resource, sign * n)
         if not held:
             del self.held[namespace]
         if record.node:
             # A new dict, not the old one changed: views share these.
             used = dict(self.used.get(record.node, {}))
             for resource, n in record.requests:
-                used[resource] = used.get(resource, 0) + sign * n
-                if not used[resource]:
-                    del used[resource]
+                _bump(used, resource, sign * n)
             if used:
                 self.used = self.used.set(record.node, used)
             elif record.node in self.used:
                 self.used = self.used.delete(record.node)
             self._dirty.add(record.node)
         for slice_, n in _pending_keys(record):
-            self.pending[slice_] = self.pending.get(slice_, 0) + sign * n
-            if not self.pending[slice_]:
-                del self.pending[slice_]
+            _bump(self.pending, slice_, sign * n)
 
     def snapshot(self, observed_at: float) -> CapacityView:
         horizon = observed_at - RECENT_SECONDS
@@ -725,7 +726,7 @@ def prefer_free(
         elif c.untainted:
             total, free = c.total, c.free
         else:
-            total, free = _offered(c, view, pod_tolerations(pod, policy, workload_class))
+            total, free = _tolerated_supply(c, view, pod_tolerations(pod, policy, workload_class))
         if not total:
             continue
         if reserved:
@@ -743,7 +744,7 @@ def prefer_free(
     return CapacityChoice(static.pool, static.profile, note, "full")
 
 
-def _offered(c: Candidate, view: CapacityView, tolerations: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+def _tolerated_supply(c: Candidate, view: CapacityView, tolerations: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
     """(slices, free ones less our pods waiting for one) of ``c`` on nodes whose taints
     ``tolerations`` tolerate."""
     total, free = 0, -view.pending.get(c.key, 0)

@@ -427,7 +427,7 @@ class ClusterWatch:
                 view, quotas = None, self._quota_view
         if view is None:
             # Nothing changed: the same view, younger. The per-policy supply carries over.
-            view = replace(current, observed_at=contact, _index=current._index, _offered=current._offered)  # type: ignore[arg-type]
+            view = replace(current, observed_at=contact, _index=current._index, _offers=current._offers)  # type: ignore[arg-type]
         view.supply(policy)  # computed here, not by the first admission
         self._view, self._quota_view = view, quotas
         return policy
