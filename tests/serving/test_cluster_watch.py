@@ -286,3 +286,23 @@ def test_a_broken_watch_resumes_from_the_last_event_without_a_relist():
         wait(lambda: source.lists["pods"] == 2)
     finally:
         watch.stop()
+
+
+def test_every_list_freezes_its_records_out_of_the_collector(monkeypatch):
+    """A relist replaces every record with new ones, however many there were: each list is
+    followed by gc.freeze(), not only growth by FREEZE_EVERY records."""
+    import webhook.serving.cluster_watch as cluster_watch
+
+    freezes = []
+    monkeypatch.setattr(cluster_watch.gc, "freeze", lambda: freezes.append(1))
+    source = FakeSource([node(alloc=LAYOUT)], [held("a", "nvidia.com/mig-1g.10gb", "n1")])
+    watch = ClusterWatch(source, lambda: POLICY, max_staleness=3.0, debounce=0.01).start()
+    try:
+        wait(lambda: watch.view is not None)
+        after_first = len(freezes)
+        assert after_first >= 2  # the node list and the pod list
+        source.events["pods"].put("expire")  # a 410: the pods are listed again, same count
+        wait(lambda: source.lists["pods"] == 2)
+        wait(lambda: len(freezes) > after_first)
+    finally:
+        watch.stop()

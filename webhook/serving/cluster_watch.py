@@ -356,22 +356,25 @@ class ClusterWatch:
                     self.tally.set_pod(item)
             feed = self.feeds[kind]
             feed.synced, feed.contact = True, self.clock()
-        self._freeze_records()
+            self._freeze_records(listed=True)
         self._changed.set()
 
-    def _freeze_records(self) -> None:
+    def _freeze_records(self, listed: bool = False) -> None:
         """Take the records kept so far out of the cyclic garbage collector's sight.
 
         100,000 pod records make every full collection a 150 ms pause, which the
         admissions of this process wait out (bench/bench_capacity.py). The records are
         plain tuples with no reference cycles, so reference counting still frees them when
         they go; gc.freeze() only stops the collector scanning them again and again
-        (https://docs.python.org/3/library/gc.html#gc.freeze). Done after a list and
-        whenever the tally has grown by FREEZE_EVERY records since."""
+        (https://docs.python.org/3/library/gc.html#gc.freeze). Done after every list
+        (its records are all new, however many there were before) and whenever the tally
+        has grown by FREEZE_EVERY records since the last freeze or its smallest size after it."""
         kept = len(self.tally.pods) + len(self.tally.nodes)
-        if abs(kept - self._frozen_at) >= FREEZE_EVERY or kept < self._frozen_at:
+        if listed or kept - self._frozen_at >= FREEZE_EVERY:
             gc.freeze()
             self._frozen_at = kept
+        elif kept < self._frozen_at:
+            self._frozen_at = kept  # growth counts from the smallest size since
 
     # --- publishing
 
