@@ -7,7 +7,6 @@ import pytest
 from webhook.core import dra
 from webhook.core.catalog import builtin_catalog
 from webhook.core.policy import default_policy, parse_policy_yaml
-from webhook.core.quantity import parse_quantity
 
 POLICY = """\
 pools:
@@ -94,7 +93,7 @@ def test_slices_grouped_by_product_profile_and_memory():
         },
         {"spec": {"driver": "other.example.com", "devices": [_device("x", "1g.10gb", "1Gi")]}},
     ]
-    seen = dra.profiles_from_slices(slices, parse_quantity)
+    seen = dra.profiles_from_slices(slices)
     assert [(s.product, s.profile, s.memory_mib, s.count) for s in seen] == [
         ("NVIDIA H100 80GB HBM3", "1g.10gb", 9984, 2),
         ("NVIDIA H100 80GB HBM3", "1g.10gb", 9728, 1),

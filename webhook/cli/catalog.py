@@ -43,7 +43,6 @@ def _read_cluster(kubeconfig: str | None) -> tuple[list[dict], list[dict], str |
 
 def run_from_cluster(kubeconfig: str | None) -> int:
     from webhook.core import dra
-    from webhook.core.quantity import parse_quantity
 
     try:
         slices, nodes, note = _read_cluster(kubeconfig)
@@ -56,7 +55,7 @@ def run_from_cluster(kubeconfig: str | None) -> int:
         return 2
     if note:
         print(f"# {note}")
-    seen = dra.profiles_from_slices(slices, parse_quantity) + dra.profiles_from_nodes(nodes)
+    seen = dra.profiles_from_slices(slices) + dra.profiles_from_nodes(nodes)
     if not seen:
         print(
             "gpu-rightsizer catalog: the cluster reports no MIG device (no ResourceSlice of gpu.nvidia.com, "

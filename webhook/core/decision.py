@@ -23,6 +23,7 @@ from webhook.core.outcomes import Action
 from webhook.core.policy import Policy, Pool, WorkloadClass
 from webhook.core.quantity import parse_quantity
 from webhook.core.sizing import (
+    BYTES_PER_MIB,
     MemoryNeed,
     choose_pool,
     describe_excess,
@@ -278,7 +279,7 @@ def _held_slices(pod: dict[str, Any], annotations: dict[str, Any], policy: Polic
         else:
             smallest = choose_pool(need, policy.pools)
             better = f"; {smallest.profile.name} is the smallest that does" if smallest else ""
-            usable = format_gib(found[1].memory_mib * 1024 * 1024)
+            usable = format_gib(found[1].memory_mib * BYTES_PER_MIB)
             notes.append(
                 f"{resource} ({usable} usable) does not hold the stated need: {describe_excess(need, found[1])}{better}"
             )
@@ -357,7 +358,7 @@ def decide(pod: dict[str, Any], policy: Policy, capacity: CapacityRead | None = 
             pool, biggest = largest_profile(policy.pools)
             reason = (
                 f"{describe_excess(need, biggest)} exceeds the largest MIG profile of every pool "
-                f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * 1024 * 1024)})"
+                f"({biggest.name} of pool {pool.name}: {format_gib(biggest.memory_mib * BYTES_PER_MIB)})"
             )
             if policy.on_oversize == "deny":
                 return Decision(
@@ -454,6 +455,6 @@ def _beyond_whole_gpu(need: MemoryNeed | None, policy: Policy) -> tuple[str, ...
     return (
         f"even a whole GPU will not hold it: {need.gib:.1f} GiB is more than "
         f"{'' if need.utilization == 1 else f'{float(need.utilization):g} x '}"
-        f"{format_gib(biggest.memory_mib * 1024 * 1024)} of a whole {pool.model.key} (pool {pool.name}), so the "
+        f"{format_gib(biggest.memory_mib * BYTES_PER_MIB)} of a whole {pool.model.key} (pool {pool.name}), so the "
         "engine will not start; lower the context or concurrency, quantize, or serve it on several GPUs",
     )

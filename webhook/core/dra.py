@@ -35,7 +35,7 @@ device-plugin clusters.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,8 @@ from webhook.core.catalog import Catalog
 from webhook.core.constants import GPU_RESOURCE, MIG_RESOURCE_PREFIX, PRODUCT_LABEL
 from webhook.core.gpu_product import parse_product_label
 from webhook.core.policy import Policy
+from webhook.core.quantity import parse_quantity
+from webhook.core.sizing import BYTES_PER_MIB
 
 DRIVER = "gpu.nvidia.com"
 DEVICE_CLASS_API = "resource.k8s.io/v1"
@@ -144,20 +146,17 @@ def _attr(device: dict[str, Any], name: str, driver: str) -> Any:
     return None
 
 
-def _memory_mib(device: dict[str, Any], parse_quantity: Callable[[str], Any]) -> int | None:
+def _memory_mib(device: dict[str, Any]) -> int | None:
     value = ((device.get("capacity") or {}).get("memory") or {}).get("value")
     if value is None:
         return None
-    return int(parse_quantity(str(value)) // (1024 * 1024))
+    return int(parse_quantity(str(value)) // BYTES_PER_MIB)
 
 
-def profiles_from_slices(
-    slices: Iterable[dict[str, Any]], parse_quantity: Callable[[str], Any], driver: str = DRIVER
-) -> list[SeenProfile]:
+def profiles_from_slices(slices: Iterable[dict[str, Any]], driver: str = DRIVER) -> list[SeenProfile]:
     """The MIG profiles per product in ``driver``'s ResourceSlices, grouped by (productName,
     profile, memory): devices of one profile whose driver reports different memory are
-    kept apart, so a difference is not averaged away. ``parse_quantity`` turns a Kubernetes
-    quantity string into a number of bytes."""
+    kept apart, so a difference is not averaged away."""
     counts: dict[tuple[str, str, int | None], int] = {}
     for slice_ in slices:
         spec = slice_.get("spec") or {}
@@ -170,7 +169,7 @@ def profiles_from_slices(
             if not isinstance(profile, str):
                 continue
             product = str(_attr(device, "productName", driver) or "unknown")
-            key = (product, profile, _memory_mib(device, parse_quantity))
+            key = (product, profile, _memory_mib(device))
             counts[key] = counts.get(key, 0) + 1
     return [
         SeenProfile(product, profile, memory, count, "ResourceSlice")

@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from webhook.core.catalog import MIB_PER_GIB
 from webhook.planning.geometry import memory_mib
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
     from webhook.planning.fleet import FleetPlan
 
-MIB_PER_GIB = 1024
 MAX_GPU_ROWS = 64  # past this a row per GPU stops being readable
 PERCENT_MAX = 100  # a share of something never passes all of it
 CAPTION_FONT = 8

@@ -8,11 +8,10 @@ import json
 import os
 from collections import Counter
 
+from webhook.core.catalog import MIB_PER_GIB
 from webhook.planning.charts import CAPTIONS, TERMS, build_figures, save_figures
 from webhook.planning.fleet import FleetPlan
 from webhook.planning.geometry import memory_mib
-
-MIB_PER_GIB = 1024
 
 
 def _pool_figures(plan: FleetPlan, pool_plan) -> dict:
