@@ -366,7 +366,8 @@ class ClusterWatch:
         admissions of this process wait out (bench/bench_capacity.py). The records are
         plain tuples with no reference cycles, so reference counting still frees them when
         they go; gc.freeze() only stops the collector scanning them again and again
-        (https://docs.python.org/3/library/gc.html#gc.freeze). Done after every list
+        (https://docs.python.org/3/library/gc.html#gc.freeze), as gunicorn_conf's
+        post_worker_init does for what a worker loads at start. Done after every list
         (its records are all new, however many there were before) and whenever the tally
         has grown by FREEZE_EVERY records since the last freeze or its smallest size after it."""
         kept = len(self.tally.pods) + len(self.tally.nodes)
